@@ -1,0 +1,5 @@
+//! lbd: the lvsbox daemon's library. The config model and the control
+//! protocol live here and are shared by `init` and `console`.
+
+pub mod config;
+pub mod paths;
