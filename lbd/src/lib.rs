@@ -3,3 +3,5 @@
 
 pub mod config;
 pub mod paths;
+pub mod ctl;
+pub mod ipvs;

@@ -63,7 +63,7 @@ macro_rules! str_enum {
         string_serde!($name, $what);
     };
 }
-pub(crate) use str_enum;
+
 
 str_enum!(
     /// Transport protocol of an address-based virtual service.

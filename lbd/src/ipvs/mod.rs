@@ -1,0 +1,6 @@
+//! IPVS over generic netlink: kernel-facing types, the wire codec (sans-IO)
+//! and a blocking client.
+
+pub mod types;
+
+pub use types::*;
