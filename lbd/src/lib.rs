@@ -2,6 +2,6 @@
 //! protocol live here and are shared by `init` and `console`.
 
 pub mod config;
-pub mod paths;
 pub mod ctl;
 pub mod ipvs;
+pub mod paths;

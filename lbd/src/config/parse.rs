@@ -168,7 +168,12 @@ impl<'t, 'i> Tbl<'t, 'i> {
     }
 
     /// An array of tables, each read by `f`.
-    fn list<T>(&mut self, cx: &mut Cx<'_>, key: &str, mut f: impl FnMut(&mut Cx<'_>, Tbl<'t, 'i>) -> Option<T>) -> Vec<T> {
+    fn list<T>(
+        &mut self,
+        cx: &mut Cx<'_>,
+        key: &str,
+        mut f: impl FnMut(&mut Cx<'_>, Tbl<'t, 'i>) -> Option<T>,
+    ) -> Vec<T> {
         let Some(v) = self.raw(cx, key) else { return Vec::new() };
         let path = join(&self.path, key);
         let DeValue::Array(items) = v.get_ref() else {

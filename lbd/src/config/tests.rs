@@ -122,7 +122,10 @@ persistence = {}
     assert!(text.contains("bad.toml:7:1: services[0].address: port 0 (all ports) needs `persistence`"), "{text}");
     assert!(text.contains("services[0].scheduler_flags[0]: `sh-port` only applies to the `sh` scheduler"), "{text}");
     assert!(text.contains("bad.toml:11:1: services[0].reals[0].address: 10.9.9.9 is not on a subnet"), "{text}");
-    assert!(text.contains("bad.toml:15:1: services[1].address: the same virtual service is already defined in services[0]"), "{text}");
+    assert!(
+        text.contains("bad.toml:15:1: services[1].address: the same virtual service is already defined in services[0]"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -64,7 +64,6 @@ macro_rules! str_enum {
     };
 }
 
-
 str_enum!(
     /// Transport protocol of an address-based virtual service.
     Protocol, "protocol", { Tcp = "tcp", Udp = "udp", Sctp = "sctp" }
@@ -206,10 +205,8 @@ fn parse_addr_len(s: &str, what: &str) -> Result<(IpAddr, Option<u8>), String> {
         Some((a, l)) => (a, Some(l)),
         None => (s, None),
     };
-    let addr: IpAddr = a
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not an {what} (e.g. 192.0.2.10/24 or 2001:db8::10/64)"))?;
+    let addr: IpAddr =
+        a.trim().parse().map_err(|_| format!("`{s}` is not an {what} (e.g. 192.0.2.10/24 or 2001:db8::10/64)"))?;
     let len = match l {
         None => None,
         Some(l) => {

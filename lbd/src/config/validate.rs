@@ -34,7 +34,10 @@ fn system(cfg: &Config, cx: &mut Cx<'_>) {
             && !l.ends_with('-')
     };
     if h.len() > 64 || !h.split('.').all(ok_label) {
-        cx.error("system.hostname", format!("`{h}` is not a valid host name (letters, digits, '-', up to 64 characters)"));
+        cx.error(
+            "system.hostname",
+            format!("`{h}` is not a valid host name (letters, digits, '-', up to 64 characters)"),
+        );
     }
     let mut seen = HashSet::new();
     for (i, t) in cfg.system.consoles.iter().enumerate() {
@@ -42,7 +45,9 @@ fn system(cfg: &Config, cx: &mut Cx<'_>) {
         let name = t.strip_prefix("/dev/").unwrap_or(t);
         let known = ["tty", "ttyS", "ttyAMA", "hvc", "ttyUSB", "console"];
         let ok = known.iter().any(|k| {
-            name.strip_prefix(k).is_some_and(|n| n.is_empty() && *k == "console" || n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty())
+            name.strip_prefix(k).is_some_and(|n| {
+                n.is_empty() && *k == "console" || n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty()
+            })
         });
         if !ok {
             cx.error(&p, format!("`{t}` is not a terminal device name (e.g. ttyS0, tty1)"));
@@ -85,7 +90,10 @@ fn network(cfg: &Config, cx: &mut Cx<'_>) {
             cx.error(&format!("{p}.name"), e);
         }
         if let Some(prev) = names.insert(&itf.name, i) {
-            cx.error(&format!("{p}.name"), format!("interface `{}` is already configured in interfaces[{prev}]", itf.name));
+            cx.error(
+                &format!("{p}.name"),
+                format!("interface `{}` is already configured in interfaces[{prev}]", itf.name),
+            );
         }
         if itf.name == "lo" && itf.mac.is_some() {
             cx.error(&format!("{p}.mac"), "the loopback interface has no MAC");
@@ -136,17 +144,18 @@ fn network(cfg: &Config, cx: &mut Cx<'_>) {
             }
         }
         match r.gateway {
-            None if r.interface.is_none() => {
-                cx.error(&p, "a route needs a `gateway`, an `interface`, or both")
-            }
+            None if r.interface.is_none() => cx.error(&p, "a route needs a `gateway`, an `interface`, or both"),
             Some(gw) => {
                 if r.destination.addr.is_ipv4() != gw.is_ipv4() {
-                    cx.error(&format!("{p}.gateway"), format!("gateway {gw} is not in the family of {}", r.destination));
-                } else if !connected.is_empty()
-                    && !gw.is_ipv6()
-                    && !connected.iter().any(|a| a.contains(&gw))
-                {
-                    cx.error(&format!("{p}.gateway"), format!("gateway {gw} is not on a connected subnet of any interface"));
+                    cx.error(
+                        &format!("{p}.gateway"),
+                        format!("gateway {gw} is not in the family of {}", r.destination),
+                    );
+                } else if !connected.is_empty() && !gw.is_ipv6() && !connected.iter().any(|a| a.contains(&gw)) {
+                    cx.error(
+                        &format!("{p}.gateway"),
+                        format!("gateway {gw} is not on a connected subnet of any interface"),
+                    );
                 }
             }
             None => {}
@@ -166,7 +175,10 @@ fn network(cfg: &Config, cx: &mut Cx<'_>) {
         }
         if let Some(l) = &v.label {
             if l.len() > 15 || !l.starts_with(v.interface.as_str()) {
-                cx.error(&format!("{p}.label"), format!("label `{l}` must start with the interface name and be at most 15 characters"));
+                cx.error(
+                    &format!("{p}.label"),
+                    format!("label `{l}` must start with the interface name and be at most 15 characters"),
+                );
             }
         }
     }
@@ -210,11 +222,17 @@ fn services(cfg: &Config, cx: &mut Cx<'_>) {
             }
             (Some(a), None) => {
                 if s.family.is_some() {
-                    cx.error(&format!("{p}.family"), "`family` is only for fwmark services; an address service takes it from the address");
+                    cx.error(
+                        &format!("{p}.family"),
+                        "`family` is only for fwmark services; an address service takes it from the address",
+                    );
                 }
                 match a.port {
                     None => {
-                        cx.error(&format!("{p}.address"), format!("`{a}` needs a port (use :0 with persistence for all ports)"));
+                        cx.error(
+                            &format!("{p}.address"),
+                            format!("`{a}` needs a port (use :0 with persistence for all ports)"),
+                        );
                         None
                     }
                     Some(port) => {
@@ -238,7 +256,10 @@ fn services(cfg: &Config, cx: &mut Cx<'_>) {
         if let Some(k) = key {
             let field = if s.address.is_some() { "address" } else { "fwmark" };
             if let Some(prev) = keys.insert(k, i) {
-                cx.error(&format!("{p}.{field}"), format!("the same virtual service is already defined in services[{prev}]"));
+                cx.error(
+                    &format!("{p}.{field}"),
+                    format!("the same virtual service is already defined in services[{prev}]"),
+                );
             }
         }
         for (j, f) in s.scheduler_flags.iter().enumerate() {
@@ -259,7 +280,10 @@ fn services(cfg: &Config, cx: &mut Cx<'_>) {
             if let Some(m) = per.netmask {
                 let max = if s.family() == Family::Ipv4 { 32 } else { 128 };
                 if m.0 == 0 || m.0 > max {
-                    cx.error(&format!("{p}.persistence.netmask"), format!("prefix /{} is out of range 1..={max} for an {} service", m.0, s.family()));
+                    cx.error(
+                        &format!("{p}.persistence.netmask"),
+                        format!("prefix /{} is out of range 1..={max} for an {} service", m.0, s.family()),
+                    );
                 }
             }
         }
@@ -269,7 +293,10 @@ fn services(cfg: &Config, cx: &mut Cx<'_>) {
             let fwd = r.forwarding.unwrap_or(s.forwarding);
             let port = r.address.port.or(s.address.and_then(|a| a.port)).unwrap_or(0);
             if let Some(prev) = reals.insert((r.address.addr, port), j) {
-                cx.error(&format!("{rp}.address"), format!("real server {} is already listed as reals[{prev}]", r.address));
+                cx.error(
+                    &format!("{rp}.address"),
+                    format!("real server {} is already listed as reals[{prev}]", r.address),
+                );
             }
             if r.address.addr.is_unspecified() || r.address.addr.is_multicast() || r.address.addr.is_loopback() {
                 cx.error(&format!("{rp}.address"), format!("{} cannot be a real server", r.address.addr));
@@ -283,7 +310,11 @@ fn services(cfg: &Config, cx: &mut Cx<'_>) {
             if Family::of(&r.address.addr) != s.family() && fwd != Forwarding::Tun {
                 cx.error(
                     &format!("{rp}.address"),
-                    format!("an {} real behind an {} service only works with forwarding = \"tun\"", Family::of(&r.address.addr), s.family()),
+                    format!(
+                        "an {} real behind an {} service only works with forwarding = \"tun\"",
+                        Family::of(&r.address.addr),
+                        s.family()
+                    ),
                 );
             }
             if fwd == Forwarding::Dr {
@@ -312,10 +343,16 @@ fn services(cfg: &Config, cx: &mut Cx<'_>) {
                 (Some(t), _) => {
                     match t.kind {
                         TunnelType::Gue if t.port.is_none() => {
-                            cx.error(&format!("{rp}.tunnel.port"), "GUE needs the UDP `port` of the real's decapsulation");
+                            cx.error(
+                                &format!("{rp}.tunnel.port"),
+                                "GUE needs the UDP `port` of the real's decapsulation",
+                            );
                         }
                         TunnelType::Ipip | TunnelType::Gre if t.port.is_some() => {
-                            cx.error(&format!("{rp}.tunnel.port"), format!("`port` only applies to GUE, not {}", t.kind));
+                            cx.error(
+                                &format!("{rp}.tunnel.port"),
+                                format!("`port` only applies to GUE, not {}", t.kind),
+                            );
                         }
                         _ => {}
                     }
