@@ -5,3 +5,4 @@ pub mod config;
 pub mod ctl;
 pub mod ipvs;
 pub mod paths;
+pub mod reconcile;

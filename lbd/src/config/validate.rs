@@ -317,12 +317,12 @@ fn services(cfg: &Config, cx: &mut Cx<'_>) {
                     ),
                 );
             }
-            if fwd == Forwarding::Dr {
+            if matches!(fwd, Forwarding::Dr | Forwarding::Tun) {
                 if let (Some(sa), Some(rp_)) = (s.address.and_then(|a| a.port), r.address.port) {
                     if sa != 0 && rp_ != sa {
                         cx.error(
                             &format!("{rp}.address"),
-                            format!("direct routing cannot change the port ({rp_} vs the service's {sa}); drop the port or use forwarding = \"nat\""),
+                            format!("{fwd} forwarding cannot change the port ({rp_} vs the service's {sa}); drop the port or use forwarding = \"nat\""),
                         );
                     }
                 }
