@@ -4,5 +4,6 @@
 pub mod config;
 pub mod ctl;
 pub mod ipvs;
+pub mod ipvsadm;
 pub mod paths;
 pub mod reconcile;

@@ -183,10 +183,10 @@ impl<'t, 'i> Tbl<'t, 'i> {
         let mut out = Vec::new();
         for (i, item) in items.iter().enumerate() {
             let ipath = format!("{path}[{i}]");
-            if let Some(t) = Tbl::new(cx, &ipath, item) {
-                if let Some(x) = f(cx, t) {
-                    out.push(x);
-                }
+            if let Some(t) = Tbl::new(cx, &ipath, item)
+                && let Some(x) = f(cx, t)
+            {
+                out.push(x);
             }
         }
         out

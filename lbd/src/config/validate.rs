@@ -60,10 +60,10 @@ fn system(cfg: &Config, cx: &mut Cx<'_>) {
 
 fn ipvs(cfg: &Config, cx: &mut Cx<'_>) {
     let i = &cfg.ipvs;
-    if let Some(b) = i.conn_tab_bits {
-        if !(8..=20).contains(&b) {
-            cx.error("ipvs.conn_tab_bits", format!("{b} is out of range 8..=20"));
-        }
+    if let Some(b) = i.conn_tab_bits
+        && !(8..=20).contains(&b)
+    {
+        cx.error("ipvs.conn_tab_bits", format!("{b} is out of range 8..=20"));
     }
     for (name, v) in [("tcp", i.timeouts.tcp), ("tcpfin", i.timeouts.tcpfin), ("udp", i.timeouts.udp)] {
         if v == Some(0) {
@@ -73,10 +73,10 @@ fn ipvs(cfg: &Config, cx: &mut Cx<'_>) {
             cx.error(&format!("ipvs.timeouts.{name}"), "longer than 31 days");
         }
     }
-    if let Some(m) = i.sysctl.conn_reuse_mode {
-        if m > 3 {
-            cx.error("ipvs.sysctl.conn_reuse_mode", format!("{m} is out of range 0..=3"));
-        }
+    if let Some(m) = i.sysctl.conn_reuse_mode
+        && m > 3
+    {
+        cx.error("ipvs.sysctl.conn_reuse_mode", format!("{m} is out of range 0..=3"));
     }
 }
 
@@ -106,10 +106,10 @@ fn network(cfg: &Config, cx: &mut Cx<'_>) {
                 cx.error(&format!("{p}.mac"), "a VLAN is matched by its parent, not by MAC");
             }
         }
-        if let Some(mtu) = itf.mtu {
-            if !(68..=65535).contains(&mtu) {
-                cx.error(&format!("{p}.mtu"), format!("MTU {mtu} is out of range 68..=65535"));
-            }
+        if let Some(mtu) = itf.mtu
+            && !(68..=65535).contains(&mtu)
+        {
+            cx.error(&format!("{p}.mtu"), format!("MTU {mtu} is out of range 68..=65535"));
         }
         for (j, a) in itf.addresses.iter().enumerate() {
             if let Some(prev) = addrs.insert(a.addr, itf.name.clone()) {
@@ -138,10 +138,10 @@ fn network(cfg: &Config, cx: &mut Cx<'_>) {
     let connected: Vec<IfAddr> = cfg.interfaces.iter().flat_map(|i| i.addresses.iter().copied()).collect();
     for (i, r) in cfg.routes.iter().enumerate() {
         let p = format!("routes[{i}]");
-        if let Some(itf) = &r.interface {
-            if !names.contains_key(itf.as_str()) {
-                cx.error(&format!("{p}.interface"), format!("no interface named `{itf}` is configured"));
-            }
+        if let Some(itf) = &r.interface
+            && !names.contains_key(itf.as_str())
+        {
+            cx.error(&format!("{p}.interface"), format!("no interface named `{itf}` is configured"));
         }
         match r.gateway {
             None if r.interface.is_none() => cx.error(&p, "a route needs a `gateway`, an `interface`, or both"),
@@ -173,13 +173,13 @@ fn network(cfg: &Config, cx: &mut Cx<'_>) {
         if let Some(owner) = addrs.get(&v.address.addr) {
             cx.error(&format!("{p}.address"), format!("{} is already an address of `{owner}`", v.address.addr));
         }
-        if let Some(l) = &v.label {
-            if l.len() > 15 || !l.starts_with(v.interface.as_str()) {
-                cx.error(
-                    &format!("{p}.label"),
-                    format!("label `{l}` must start with the interface name and be at most 15 characters"),
-                );
-            }
+        if let Some(l) = &v.label
+            && (l.len() > 15 || !l.starts_with(v.interface.as_str()))
+        {
+            cx.error(
+                &format!("{p}.label"),
+                format!("label `{l}` must start with the interface name and be at most 15 characters"),
+            );
         }
     }
 }
@@ -317,15 +317,15 @@ fn services(cfg: &Config, cx: &mut Cx<'_>) {
                     ),
                 );
             }
-            if matches!(fwd, Forwarding::Dr | Forwarding::Tun) {
-                if let (Some(sa), Some(rp_)) = (s.address.and_then(|a| a.port), r.address.port) {
-                    if sa != 0 && rp_ != sa {
-                        cx.error(
+            if matches!(fwd, Forwarding::Dr | Forwarding::Tun)
+                && let (Some(sa), Some(rp_)) = (s.address.and_then(|a| a.port), r.address.port)
+                && sa != 0
+                && rp_ != sa
+            {
+                cx.error(
                             &format!("{rp}.address"),
                             format!("{fwd} forwarding cannot change the port ({rp_} vs the service's {sa}); drop the port or use forwarding = \"nat\""),
                         );
-                    }
-                }
             }
             if matches!(fwd, Forwarding::Dr | Forwarding::Nat)
                 && have_network
