@@ -3,7 +3,11 @@
 
 pub mod config;
 pub mod ctl;
+pub mod daemon;
 pub mod ipvs;
 pub mod ipvsadm;
+pub mod kernel;
+pub mod logring;
 pub mod paths;
 pub mod reconcile;
+pub mod store;

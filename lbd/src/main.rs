@@ -1,26 +1,40 @@
 //! `lbd`: the daemon (`lbd run`), config check (`lbd check FILE`) and the
 //! control client (`lbd ctl ...`).
 
-use std::path::Path;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use lbd::ctl::proto::{Command, Request, Response};
+use lbd::ctl::proto::{Command, View};
 use lbd::paths;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+const USAGE: &str = "usage:
+  lbd [run] [--sim] [--socket PATH] [--config FILE] [--history DIR] [--interval-ms N]
+  lbd check FILE
+  lbd ctl [--socket PATH] COMMAND
+commands for ctl:
+  ping | status | services | config | history | logs [N] | zero
+  list [--stats|--rate|--thresholds|--persistent-conn|--tun-info|-S|-c|--timeout|--daemon] [--exact]
+  validate FILE | apply FILE [--confirm-within SECONDS] | confirm | rollback
+  restore [--confirm-within SECONDS] < RULES";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        None | Some("run") => run(),
+        None | Some("run") => run(args.get(1..).unwrap_or_default()),
         Some("check") => check(&args[1..]),
         Some("ctl") => ctl(&args[1..]),
-        Some("--version") | Some("version") => {
+        Some("--version" | "version") => {
             println!("lbd {}", paths::VERSION);
             ExitCode::SUCCESS
         }
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
         Some(other) => {
-            eprintln!("lbd: unknown command `{other}`\nusage: lbd [run] | lbd check FILE | lbd ctl COMMAND");
+            eprintln!("lbd: unknown command `{other}`\n{USAGE}");
             ExitCode::from(2)
         }
     }
@@ -33,35 +47,152 @@ fn check(args: &[String]) -> ExitCode {
     };
     match lbd::config::parse_file(Path::new(file)) {
         Ok(c) => {
-            println!("{file}: OK ({} services, {} interfaces)", c.services.len(), c.interfaces.len());
+            let reals: usize = c.services.iter().map(|s| s.reals.len()).sum();
+            println!(
+                "{file}: OK ({} services, {reals} real servers, {} interfaces)",
+                c.services.len(),
+                c.interfaces.len()
+            );
             ExitCode::SUCCESS
         }
         Err(errors) => {
             for e in &errors {
                 eprintln!("{e}");
             }
-            eprintln!("{file}: {} error(s); nothing applied", errors.len());
+            eprintln!("{file}: {} error(s); nothing would be applied", errors.len());
             ExitCode::FAILURE
         }
     }
 }
 
+fn take_opt(args: &mut Vec<String>, name: &str) -> Option<String> {
+    let i = args.iter().position(|a| a == name)?;
+    args.remove(i);
+    (i < args.len()).then(|| args.remove(i))
+}
+
+fn take_flag(args: &mut Vec<String>, names: &[&str]) -> bool {
+    let before = args.len();
+    args.retain(|a| !names.contains(&a.as_str()));
+    args.len() != before
+}
+
 fn ctl(args: &[String]) -> ExitCode {
+    let mut args = args.to_vec();
+    let sock = take_opt(&mut args, "--socket")
+        .or_else(|| std::env::var("LBD_SOCKET").ok())
+        .unwrap_or_else(|| paths::CONTROL_SOCKET.into());
+    let confirm = take_opt(&mut args, "--confirm-within").map(|s| s.trim_end_matches('s').parse::<u64>());
+    let confirm_within = match confirm {
+        Some(Ok(n)) => Some(n),
+        Some(Err(_)) => {
+            eprintln!("lbd ctl: --confirm-within takes seconds");
+            return ExitCode::from(2);
+        }
+        None => None,
+    };
+    let read_file = |f: Option<&String>| -> Result<String, String> {
+        match f.map(String::as_str) {
+            None | Some("-") => {
+                let mut s = String::new();
+                std::io::stdin().read_to_string(&mut s).map_err(|e| e.to_string())?;
+                Ok(s)
+            }
+            Some(f) => std::fs::read_to_string(f).map_err(|e| format!("{f}: {e}")),
+        }
+    };
+    let mut text_out = false;
     let cmd = match args.first().map(String::as_str) {
-        Some("ping") | None => Command::Ping,
+        None | Some("ping") => Command::Ping,
+        Some("status") => Command::Status,
+        Some("services") => Command::Services,
+        Some("config") => {
+            text_out = true;
+            Command::ConfigGet
+        }
+        Some("history") => Command::History,
+        Some("zero") => Command::Zero,
+        Some("logs") => Command::Logs { after: 0, max: args.get(1).and_then(|n| n.parse().ok()) },
+        Some("list") => {
+            text_out = true;
+            let exact = take_flag(&mut args, &["--exact", "-x"]);
+            let view = if take_flag(&mut args, &["--stats"]) {
+                View::Stats
+            } else if take_flag(&mut args, &["--rate"]) {
+                View::Rate
+            } else if take_flag(&mut args, &["--thresholds"]) {
+                View::Thresholds
+            } else if take_flag(&mut args, &["--persistent-conn"]) {
+                View::PersistentConn
+            } else if take_flag(&mut args, &["--tun-info"]) {
+                View::TunInfo
+            } else if take_flag(&mut args, &["-S", "--save"]) {
+                View::Rules
+            } else if take_flag(&mut args, &["-c", "--connection"]) {
+                View::Connections
+            } else if take_flag(&mut args, &["--timeout"]) {
+                View::Timeout
+            } else if take_flag(&mut args, &["--daemon"]) {
+                View::Daemon
+            } else {
+                View::Default
+            };
+            if args.len() > 1 {
+                eprintln!("lbd ctl list: unknown option `{}`", args[1]);
+                return ExitCode::from(2);
+            }
+            Command::List { view, exact }
+        }
+        Some("validate") => match read_file(args.get(1)) {
+            Ok(text) => Command::Validate { text },
+            Err(e) => {
+                eprintln!("lbd ctl: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        Some("apply") => match read_file(args.get(1)) {
+            Ok(text) => Command::Apply { text, confirm_within },
+            Err(e) => {
+                eprintln!("lbd ctl: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        Some("confirm") => Command::Confirm,
+        Some("rollback") => Command::Rollback,
+        Some("restore") => match read_file(args.get(1)) {
+            Ok(rules) => Command::Restore { rules, confirm_within },
+            Err(e) => {
+                eprintln!("lbd ctl: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
         Some(other) => {
-            eprintln!("lbd ctl: unknown command `{other}`");
+            eprintln!("lbd ctl: unknown command `{other}`\n{USAGE}");
             return ExitCode::from(2);
         }
     };
-    let sock = std::env::var("LBD_SOCKET").unwrap_or_else(|_| paths::CONTROL_SOCKET.into());
-    match lbd::ctl::client::Client::connect(Path::new(&sock), Duration::from_secs(30)).and_then(|mut c| c.call(cmd)) {
+    let resp =
+        lbd::ctl::client::Client::connect(Path::new(&sock), Duration::from_secs(120)).and_then(|mut c| c.call(cmd));
+    match resp {
         Ok(r) if r.ok => {
-            println!("{}", r.data.unwrap_or_default());
+            let data = r.data.unwrap_or_default();
+            match (&data, text_out) {
+                (serde_json::Value::String(s), true) => print!("{s}"),
+                (v, true) if v.get("text").is_some() => print!("{}", v["text"].as_str().unwrap_or_default()),
+                (v, _) => println!("{}", serde_json::to_string_pretty(v).unwrap_or_default()),
+            }
             ExitCode::SUCCESS
         }
         Ok(r) => {
             eprintln!("lbd: {}", r.error.unwrap_or_default());
+            if let Some(errs) = r.data.as_ref().and_then(|d| d.get("errors")).and_then(|e| e.as_array()) {
+                for e in errs {
+                    match serde_json::from_value::<lbd::config::ConfigError>(e.clone()) {
+                        Ok(ce) => eprintln!("{ce}"),
+                        Err(_) => eprintln!("{}", e.as_str().map(str::to_string).unwrap_or_else(|| e.to_string())),
+                    }
+                }
+            }
             ExitCode::FAILURE
         }
         Err(e) => {
@@ -71,39 +202,60 @@ fn ctl(args: &[String]) -> ExitCode {
     }
 }
 
-fn run() -> ExitCode {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
-    match rt.block_on(serve()) {
+fn run(args: &[String]) -> ExitCode {
+    let mut args = args.to_vec();
+    let mut opts = lbd::daemon::Options::default();
+    if let Some(s) = take_opt(&mut args, "--socket") {
+        opts.socket = PathBuf::from(s);
+    }
+    if let Some(s) = take_opt(&mut args, "--config") {
+        opts.config = PathBuf::from(s);
+    }
+    if let Some(s) = take_opt(&mut args, "--history") {
+        opts.history = PathBuf::from(s);
+    }
+    if let Some(s) = take_opt(&mut args, "--interval-ms") {
+        match s.parse() {
+            Ok(ms) => opts.interval = Duration::from_millis(ms),
+            Err(_) => {
+                eprintln!("lbd: --interval-ms takes a number");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let sim = take_flag(&mut args, &["--sim"]);
+    if let Some(extra) = args.first() {
+        eprintln!("lbd run: unknown option `{extra}`\n{USAGE}");
+        return ExitCode::from(2);
+    }
+    let ring = lbd::logring::LogRing::new();
+    {
+        use tracing_subscriber::prelude::*;
+        let level = std::env::var("LBD_LOG")
+            .ok()
+            .and_then(|l| l.parse::<tracing::Level>().ok())
+            .unwrap_or(tracing::Level::INFO);
+        let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(false).without_time();
+        let _ = tracing_subscriber::registry()
+            .with(tracing_subscriber::filter::LevelFilter::from_level(level))
+            .with(fmt)
+            .with(ring.clone())
+            .try_init();
+    }
+    let kernel: Box<dyn lbd::kernel::Kernel> =
+        if sim { Box::new(lbd::kernel::SimKernel::new()) } else { lbd::kernel::open() };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("lbd: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(lbd::daemon::run(opts, kernel, ring)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("lbd: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-async fn serve() -> anyhow::Result<()> {
-    let sock = std::env::var("LBD_SOCKET").unwrap_or_else(|_| paths::CONTROL_SOCKET.into());
-    let _ = std::fs::remove_file(&sock);
-    let listener = tokio::net::UnixListener::bind(&sock)?;
-    loop {
-        let (stream, _) = listener.accept().await?;
-        tokio::spawn(async move {
-            let (r, mut w) = stream.into_split();
-            let mut lines = BufReader::new(r).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let resp = match serde_json::from_str::<Request>(&line) {
-                    Ok(req) => match req.cmd {
-                        Command::Ping => Response::ok(req.id, "pong".into()),
-                    },
-                    Err(e) => Response::err(0, format!("bad request: {e}")),
-                };
-                let mut out = serde_json::to_string(&resp).unwrap_or_default();
-                out.push('\n');
-                if w.write_all(out.as_bytes()).await.is_err() {
-                    break;
-                }
-            }
-        });
     }
 }

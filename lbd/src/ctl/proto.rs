@@ -13,12 +13,100 @@ pub struct Request {
     pub cmd: Command,
 }
 
+/// Which ipvsadm view `list` prints.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum View {
+    /// `ipvsadm -Ln`
+    #[default]
+    Default,
+    /// `ipvsadm -Ln --stats`
+    Stats,
+    /// `ipvsadm -Ln --rate`
+    Rate,
+    /// `ipvsadm -Ln --thresholds`
+    Thresholds,
+    /// `ipvsadm -Ln --persistent-conn`
+    PersistentConn,
+    /// `ipvsadm -Ln --tun-info`
+    TunInfo,
+    /// `ipvsadm -S -n`
+    Rules,
+    /// `ipvsadm -Lnc`
+    Connections,
+    /// `ipvsadm -L --timeout`
+    Timeout,
+    /// `ipvsadm -L --daemon`
+    Daemon,
+}
+
 /// Commands.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Command {
     /// Liveness: answers `"pong"`.
     Ping,
+    /// Versions, config state, IPVS availability, last reconcile.
+    Status,
+    /// The live table joined with the config (names, draining), as JSON.
+    Services,
+    /// An ipvsadm-format text view.
+    List {
+        /// Which view.
+        #[serde(default)]
+        view: View,
+        /// `--exact` numbers.
+        #[serde(default)]
+        exact: bool,
+    },
+    /// Connection entries (`/proc/net/ip_vs_conn`), at most `limit`.
+    Connections {
+        /// Cap on entries returned (default 1000).
+        #[serde(default)]
+        limit: Option<usize>,
+    },
+    /// The applied config text.
+    ConfigGet,
+    /// Validates a config text; applies nothing.
+    Validate {
+        /// TOML.
+        text: String,
+    },
+    /// Validates, persists, reconciles. With `confirm_within` (seconds) it
+    /// rolls back by itself unless `confirm` arrives in time.
+    Apply {
+        /// TOML.
+        text: String,
+        /// Seconds to wait for `confirm`.
+        #[serde(default)]
+        confirm_within: Option<u64>,
+    },
+    /// Keeps a config applied with `confirm_within`.
+    Confirm,
+    /// Goes back to the config before the pending apply, now.
+    Rollback,
+    /// Replaces the services with ipvsadm rules (`ipvsadm -S` output or
+    /// command lines) and applies the result.
+    Restore {
+        /// The rules.
+        rules: String,
+        /// As for `apply`.
+        #[serde(default)]
+        confirm_within: Option<u64>,
+    },
+    /// Zeroes the IPVS counters.
+    Zero,
+    /// Recent log lines after sequence number `after`.
+    Logs {
+        /// Only entries newer than this sequence number.
+        #[serde(default)]
+        after: u64,
+        /// At most this many (newest kept).
+        #[serde(default)]
+        max: Option<usize>,
+    },
+    /// The kept config versions.
+    History,
 }
 
 /// A response line.
@@ -28,7 +116,7 @@ pub struct Response {
     pub id: u64,
     /// Whether the command succeeded.
     pub ok: bool,
-    /// Result on success.
+    /// Result on success (and details such as config errors on failure).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<serde_json::Value>,
     /// Why it failed.
@@ -44,5 +132,9 @@ impl Response {
     /// A failure.
     pub fn err(id: u64, error: impl Into<String>) -> Self {
         Response { id, ok: false, data: None, error: Some(error.into()) }
+    }
+    /// A failure with details.
+    pub fn err_with(id: u64, error: impl Into<String>, data: serde_json::Value) -> Self {
+        Response { id, ok: false, data: Some(data), error: Some(error.into()) }
     }
 }

@@ -1,0 +1,185 @@
+//! What lbd needs from the kernel's IPVS, as a trait: the netlink client in
+//! production, an in-memory table for host tests (`lbd run --sim`).
+
+use crate::ipvs::{Daemon, DestEntry, Info, ServiceEntry, ServiceKey, Timeouts};
+use crate::reconcile::{Actual, Op};
+
+/// The IPVS operations lbd uses. Blocking; called from one worker thread.
+pub trait Kernel: Send {
+    /// GET_INFO (fails when IPVS is not available).
+    fn info(&mut self) -> Result<Info, String>;
+    /// Every service.
+    fn services(&mut self) -> Result<Vec<ServiceEntry>, String>;
+    /// The dests of one service.
+    fn dests(&mut self, key: &ServiceKey) -> Result<Vec<DestEntry>, String>;
+    /// Runs operations, one result per op, in order.
+    fn execute(&mut self, ops: &[Op]) -> Vec<Result<(), String>>;
+    /// GET_CONFIG.
+    fn timeouts(&mut self) -> Result<Timeouts, String>;
+    /// SET_CONFIG (0 = leave unchanged).
+    fn set_timeouts(&mut self, t: Timeouts) -> Result<(), String>;
+    /// ZERO counters of one service or all.
+    fn zero(&mut self, key: Option<&ServiceKey>) -> Result<(), String>;
+    /// Sync daemons.
+    fn daemons(&mut self) -> Result<Vec<Daemon>, String>;
+
+    /// The whole table.
+    fn dump(&mut self) -> Result<Actual, String> {
+        let services = self.services()?;
+        let mut out = Vec::with_capacity(services.len());
+        for s in services {
+            let d = self.dests(&s.svc.key)?;
+            out.push((s, d));
+        }
+        Ok(Actual { services: out })
+    }
+}
+
+/// An in-memory IPVS table with the kernel's bookkeeping (HASHED flag,
+/// EEXIST/ESRCH on conflicts). Counts state-changing calls so tests can
+/// assert "zero changes".
+#[derive(Default)]
+pub struct SimKernel {
+    /// The table.
+    pub table: Actual,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// Number of state-changing operations executed.
+    pub changes: u64,
+}
+
+impl SimKernel {
+    /// An empty table with Linux's default timeouts.
+    pub fn new() -> Self {
+        SimKernel { table: Actual::default(), timeouts: Timeouts { tcp: 900, tcp_fin: 120, udp: 300 }, changes: 0 }
+    }
+}
+
+impl Kernel for SimKernel {
+    fn info(&mut self) -> Result<Info, String> {
+        Ok(Info { version: 0x010201, conn_tab_size: 4096 })
+    }
+    fn services(&mut self) -> Result<Vec<ServiceEntry>, String> {
+        Ok(self.table.services.iter().map(|(s, _)| s.clone()).collect())
+    }
+    fn dests(&mut self, key: &ServiceKey) -> Result<Vec<DestEntry>, String> {
+        self.table
+            .services
+            .iter()
+            .find(|(s, _)| s.svc.key == *key)
+            .map(|(_, d)| d.clone())
+            .ok_or("no such service".into())
+    }
+    fn execute(&mut self, ops: &[Op]) -> Vec<Result<(), String>> {
+        self.changes += ops.len() as u64;
+        crate::reconcile::simulate(&mut self.table, ops)
+    }
+    fn timeouts(&mut self) -> Result<Timeouts, String> {
+        Ok(self.timeouts)
+    }
+    fn set_timeouts(&mut self, t: Timeouts) -> Result<(), String> {
+        self.changes += 1;
+        if t.tcp != 0 {
+            self.timeouts.tcp = t.tcp;
+        }
+        if t.tcp_fin != 0 {
+            self.timeouts.tcp_fin = t.tcp_fin;
+        }
+        if t.udp != 0 {
+            self.timeouts.udp = t.udp;
+        }
+        Ok(())
+    }
+    fn zero(&mut self, key: Option<&ServiceKey>) -> Result<(), String> {
+        for (s, d) in &mut self.table.services {
+            if key.is_none_or(|k| *k == s.svc.key) {
+                s.stats = Default::default();
+                for e in d {
+                    e.stats = Default::default();
+                }
+            }
+        }
+        Ok(())
+    }
+    fn daemons(&mut self) -> Result<Vec<Daemon>, String> {
+        Ok(Vec::new())
+    }
+}
+
+/// A kernel without IPVS (what the host shows): every call fails with `why`.
+pub struct NoIpvs(pub String);
+
+impl Kernel for NoIpvs {
+    fn info(&mut self) -> Result<Info, String> {
+        Err(self.0.clone())
+    }
+    fn services(&mut self) -> Result<Vec<ServiceEntry>, String> {
+        Err(self.0.clone())
+    }
+    fn dests(&mut self, _: &ServiceKey) -> Result<Vec<DestEntry>, String> {
+        Err(self.0.clone())
+    }
+    fn execute(&mut self, ops: &[Op]) -> Vec<Result<(), String>> {
+        ops.iter().map(|_| Err(self.0.clone())).collect()
+    }
+    fn timeouts(&mut self) -> Result<Timeouts, String> {
+        Err(self.0.clone())
+    }
+    fn set_timeouts(&mut self, _: Timeouts) -> Result<(), String> {
+        Err(self.0.clone())
+    }
+    fn zero(&mut self, _: Option<&ServiceKey>) -> Result<(), String> {
+        Err(self.0.clone())
+    }
+    fn daemons(&mut self) -> Result<Vec<Daemon>, String> {
+        Err(self.0.clone())
+    }
+}
+
+/// The production kernel handle. Until the netlink client is wired in, this
+/// reports IPVS as unavailable.
+pub fn open() -> Box<dyn Kernel> {
+    Box::new(NoIpvs("IPVS netlink client not wired in yet".into()))
+}
+
+/// A kernel shared between several daemon instances (tests of restarts).
+#[derive(Clone, Default)]
+pub struct SharedSim(pub std::sync::Arc<std::sync::Mutex<SimKernel>>);
+
+impl SharedSim {
+    /// A new shared empty table.
+    pub fn new() -> Self {
+        SharedSim(std::sync::Arc::new(std::sync::Mutex::new(SimKernel::new())))
+    }
+    fn with<T>(&self, f: impl FnOnce(&mut SimKernel) -> T) -> T {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut g)
+    }
+}
+
+impl Kernel for SharedSim {
+    fn info(&mut self) -> Result<Info, String> {
+        self.with(|k| k.info())
+    }
+    fn services(&mut self) -> Result<Vec<ServiceEntry>, String> {
+        self.with(|k| k.services())
+    }
+    fn dests(&mut self, key: &ServiceKey) -> Result<Vec<DestEntry>, String> {
+        self.with(|k| k.dests(key))
+    }
+    fn execute(&mut self, ops: &[Op]) -> Vec<Result<(), String>> {
+        self.with(|k| k.execute(ops))
+    }
+    fn timeouts(&mut self) -> Result<Timeouts, String> {
+        self.with(|k| k.timeouts())
+    }
+    fn set_timeouts(&mut self, t: Timeouts) -> Result<(), String> {
+        self.with(|k| k.set_timeouts(t))
+    }
+    fn zero(&mut self, key: Option<&ServiceKey>) -> Result<(), String> {
+        self.with(|k| k.zero(key))
+    }
+    fn daemons(&mut self) -> Result<Vec<Daemon>, String> {
+        self.with(|k| k.daemons())
+    }
+}

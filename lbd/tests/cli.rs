@@ -1,0 +1,108 @@
+//! `lbd check` and `lbd ctl` as an operator runs them, against `lbd run --sim`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const LBD: &str = env!("CARGO_BIN_EXE_lbd");
+
+struct Daemon {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start(tag: &str) -> Daemon {
+    let dir = std::env::temp_dir().join(format!("lbd-cli-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let child = Command::new(LBD)
+        .args(["run", "--sim", "--socket"])
+        .arg(dir.join("sock"))
+        .arg("--config")
+        .arg(dir.join("lvsbox.toml"))
+        .arg("--history")
+        .arg(dir.join("history"))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let d = Daemon { child, dir };
+    let t0 = Instant::now();
+    while ctl(&d.dir, &["ping"]).0 != 0 {
+        assert!(t0.elapsed() < Duration::from_secs(10), "lbd did not answer within 10 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    d
+}
+
+fn ctl(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(LBD).arg("ctl").arg("--socket").arg(dir.join("sock")).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_reports_every_error_and_fails() {
+    let dir = std::env::temp_dir().join(format!("lbd-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("bad.toml");
+    std::fs::write(
+        &f,
+        "[[services]]\naddress = \"10.0.0.1\"\nscheduler = \"fastest\"\n[[services.reals]]\nadress = \"x\"\n",
+    )
+    .unwrap();
+    let out = Command::new(LBD).arg("check").arg(&f).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("bad.toml:3:13: services[0].scheduler: unknown scheduler `fastest`"), "{err}");
+    assert!(err.contains("bad.toml:5:1: services[0].reals[0].adress: unknown field `adress`"), "{err}");
+    assert!(err.contains("services[0].reals[0]: missing required field `address`"), "{err}");
+    std::fs::write(&f, "[[services]]\naddress = \"10.0.0.1:80\"\n").unwrap();
+    let out = Command::new(LBD).arg("check").arg(&f).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn ctl_apply_list_and_restore() {
+    let d = start("ctl");
+    let cfg = d.dir.join("new.toml");
+    std::fs::write(&cfg, "[[services]]\naddress = \"192.0.2.1:80\"\nscheduler = \"wrr\"\n[[services.reals]]\naddress = \"10.1.1.1\"\nweight = 3\n").unwrap();
+    let (code, _, err) = ctl(&d.dir, &["apply", cfg.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, _) = ctl(&d.dir, &["list"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        out,
+        "IP Virtual Server version 1.2.1 (size=4096)\n\
+         Prot LocalAddress:Port Scheduler Flags\n  \
+         -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n\
+         TCP  192.0.2.1:80 wrr\n  \
+         -> 10.1.1.1:80                  Route   3      0          0         \n"
+    );
+    let (code, out, _) = ctl(&d.dir, &["list", "-S"]);
+    assert_eq!(code, 0);
+    assert_eq!(out, "-A -t 192.0.2.1:80 -s wrr\n-a -t 192.0.2.1:80 -r 10.1.1.1:80 -g -w 3\n");
+    // A bad apply is refused with file:line errors and exit status 1.
+    std::fs::write(&cfg, "[[services]]\naddress = \"192.0.2.1:80\"\none_packet = true\n").unwrap();
+    let (code, _, err) = ctl(&d.dir, &["apply", cfg.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains(":3:1: services[0].one_packet: one-packet scheduling only applies to UDP"), "{err}");
+    // The persisted config is still the good one.
+    let (_, out, _) = ctl(&d.dir, &["config"]);
+    assert!(out.contains("weight = 3"), "{out}");
+    std::fs::write(&cfg, "[[services]]\naddress = \"192.0.2.1:80\"\n").unwrap();
+    assert_eq!(ctl(&d.dir, &["apply", cfg.to_str().unwrap()]).0, 0);
+    let (_, hist, _) = ctl(&d.dir, &["history"]);
+    assert!(hist.contains("\"n\": 1"), "{hist}");
+}
