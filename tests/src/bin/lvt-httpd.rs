@@ -1,0 +1,42 @@
+//! `lvt-httpd NAME PORT [MAX_SECONDS]`: answers every HTTP request with NAME.
+//! Exits after MAX_SECONDS (default 600) so a leaked one cannot live forever.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::time::Duration;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() < 3 {
+        eprintln!("usage: lvt-httpd NAME PORT [MAX_SECONDS]");
+        std::process::exit(2);
+    }
+    let name = args[1].clone();
+    let port: u16 = args[2].parse().expect("port");
+    let max: u64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(600);
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(max));
+        std::process::exit(0);
+    });
+    let l = TcpListener::bind(("::", port)).or_else(|_| TcpListener::bind(("0.0.0.0", port))).expect("bind");
+    let reply = tests::http::response(&name);
+    for s in l.incoming() {
+        let Ok(mut s) = s else { continue };
+        let reply = reply.clone();
+        std::thread::spawn(move || {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut buf = [0u8; 2048];
+            let mut got = Vec::new();
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+                if got.len() > 64 * 1024 {
+                    break;
+                }
+            }
+            let _ = s.write_all(&reply);
+        });
+    }
+}
