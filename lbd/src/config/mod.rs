@@ -8,7 +8,7 @@
 //! The format is documented in `docs/config.md`; `docs/example.toml` is a
 //! complete commented example that the tests parse.
 
-mod parse;
+pub(crate) mod parse;
 pub mod types;
 mod validate;
 

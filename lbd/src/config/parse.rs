@@ -53,10 +53,10 @@ pub fn parse_file(path: &Path) -> Result<Config, Vec<ConfigError>> {
 }
 
 /// Parse context: the source, collected errors, and spans by field path.
-pub(super) struct Cx<'s> {
+pub(crate) struct Cx<'s> {
     src: &'s str,
     file: String,
-    pub(super) errors: Vec<ConfigError>,
+    pub(crate) errors: Vec<ConfigError>,
     spans: HashMap<String, Range<usize>>,
 }
 
@@ -80,7 +80,7 @@ impl<'s> Cx<'s> {
 
     /// Reports an error at the recorded location of `path` (or of its closest
     /// recorded parent when the field itself was not written).
-    pub(super) fn error(&mut self, path: &str, message: impl Into<String>) {
+    pub(crate) fn error(&mut self, path: &str, message: impl Into<String>) {
         let span = self.locate(path);
         self.error_at(span, path, message.into());
     }
@@ -109,7 +109,7 @@ fn join(parent: &str, key: &str) -> String {
 
 /// A table being read: remembers which keys were consumed so the rest can be
 /// reported as unknown.
-struct Tbl<'t, 'i> {
+pub(crate) struct Tbl<'t, 'i> {
     path: String,
     map: &'t DeTable<'i>,
     used: BTreeSet<String>,
@@ -140,18 +140,18 @@ impl<'t, 'i> Tbl<'t, 'i> {
     }
 
     /// Decodes `key` if present.
-    fn opt<T: DeserializeOwned>(&mut self, cx: &mut Cx<'_>, key: &str) -> Option<T> {
+    pub(crate) fn opt<T: DeserializeOwned>(&mut self, cx: &mut Cx<'_>, key: &str) -> Option<T> {
         let v = self.raw(cx, key)?;
         decode(cx, &join(&self.path, key), v)
     }
 
     /// Decodes `key`, or `default` when absent (or invalid: the error is recorded).
-    fn or<T: DeserializeOwned>(&mut self, cx: &mut Cx<'_>, key: &str, default: T) -> T {
+    pub(crate) fn or<T: DeserializeOwned>(&mut self, cx: &mut Cx<'_>, key: &str, default: T) -> T {
         self.opt(cx, key).unwrap_or(default)
     }
 
     /// Decodes a required `key`.
-    fn req<T: DeserializeOwned>(&mut self, cx: &mut Cx<'_>, key: &str) -> Option<T> {
+    pub(crate) fn req<T: DeserializeOwned>(&mut self, cx: &mut Cx<'_>, key: &str) -> Option<T> {
         if !self.map.contains_key(key) {
             cx.error(&self.path, format!("missing required field `{key}`"));
             self.used.insert(key.to_string());
@@ -161,14 +161,19 @@ impl<'t, 'i> Tbl<'t, 'i> {
     }
 
     /// A nested table, read by `f`; `None` when absent.
-    fn sub<T>(&mut self, cx: &mut Cx<'_>, key: &str, f: impl FnOnce(&mut Cx<'_>, Tbl<'t, 'i>) -> T) -> Option<T> {
+    pub(crate) fn sub<T>(
+        &mut self,
+        cx: &mut Cx<'_>,
+        key: &str,
+        f: impl FnOnce(&mut Cx<'_>, Tbl<'t, 'i>) -> T,
+    ) -> Option<T> {
         let v = self.raw(cx, key)?;
         let t = Tbl::new(cx, &join(&self.path, key), v)?;
         Some(f(cx, t))
     }
 
     /// An array of tables, each read by `f`.
-    fn list<T>(
+    pub(crate) fn list<T>(
         &mut self,
         cx: &mut Cx<'_>,
         key: &str,
@@ -193,7 +198,7 @@ impl<'t, 'i> Tbl<'t, 'i> {
     }
 
     /// Reports keys nobody asked for.
-    fn finish(self, cx: &mut Cx<'_>) {
+    pub(crate) fn finish(self, cx: &mut Cx<'_>) {
         for (k, v) in self.map.iter() {
             let name: &str = k.get_ref();
             if !self.used.contains(name) {
