@@ -31,9 +31,18 @@ fn body_end(text: &str, start: usize) -> usize {
     text.len()
 }
 
-/// The `weight` of the one real server in a fragment, and the span of its
-/// value in the fragment (None when the key is absent).
-fn weight_in(fragment: &str, inline: bool) -> Result<(Option<i64>, Option<std::ops::Range<usize>>, usize), String> {
+/// What a fragment holding one real server's table says about its weight.
+struct WeightAt {
+    /// The value, when present and an integer.
+    value: Option<i64>,
+    /// Span of the value in the fragment (None when the key is absent).
+    span: Option<std::ops::Range<usize>>,
+    /// Number of keys in the table.
+    keys: usize,
+}
+
+/// Reads the `weight` of the one real server in a fragment.
+fn weight_in(fragment: &str, inline: bool) -> Result<WeightAt, String> {
     let bad = |e: String| format!("cannot read the real server's table: {e}");
     if inline {
         let v = DeValue::parse(fragment).map_err(|e| bad(e.to_string()))?;
@@ -99,7 +108,7 @@ pub fn set_real_weight(text: &str, spans: &Spans, svc: usize, real: usize, weigh
         body_end(text, start)
     };
     let fragment = &text[start..end];
-    let (_, span, keys) = weight_in(fragment, inline)?;
+    let WeightAt { span, keys, .. } = weight_in(fragment, inline)?;
     let new_fragment = match span.clone() {
         Some(r) => format!("{}{weight}{}", &fragment[..r.start], &fragment[r.end..]),
         None if inline => {
@@ -117,9 +126,9 @@ pub fn set_real_weight(text: &str, spans: &Spans, svc: usize, real: usize, weigh
         }
     };
     // Check the edit: same table, the new weight.
-    let (w, _, keys_after) = weight_in(&new_fragment, inline)?;
+    let after = weight_in(&new_fragment, inline)?;
     let expect_keys = if span.is_some() { keys } else { keys + 1 };
-    if w != Some(i64::from(weight)) || keys_after != expect_keys {
+    if after.value != Some(i64::from(weight)) || after.keys != expect_keys {
         return Err("the edit could not be verified".into());
     }
     let mut out = String::with_capacity(text.len() + 16);
