@@ -48,11 +48,11 @@ fn weight_in(fragment: &str, inline: bool) -> Result<WeightAt, String> {
         let v = DeValue::parse(fragment).map_err(|e| bad(e.to_string()))?;
         let t = v.get_ref().as_table().ok_or_else(|| bad("not an inline table".into()))?;
         let w = t.get("weight");
-        Ok((
-            w.and_then(|w| w.get_ref().as_integer()).and_then(|i| i.as_str().parse().ok()),
-            w.map(|w| w.span()),
-            t.len(),
-        ))
+        Ok(WeightAt {
+            value: w.and_then(|w| w.get_ref().as_integer()).and_then(|i| i.as_str().parse().ok()),
+            span: w.map(|w| w.span()),
+            keys: t.len(),
+        })
     } else {
         let doc = DeTable::parse(fragment).map_err(|e| bad(e.to_string()))?;
         let real = doc
@@ -65,11 +65,11 @@ fn weight_in(fragment: &str, inline: bool) -> Result<WeightAt, String> {
             .and_then(|r| r.get_ref().as_table())
             .ok_or_else(|| bad("no [[services.reals]] table".into()))?;
         let w = real.get("weight");
-        Ok((
-            w.and_then(|w| w.get_ref().as_integer()).and_then(|i| i.as_str().parse().ok()),
-            w.map(|w| w.span()),
-            real.len(),
-        ))
+        Ok(WeightAt {
+            value: w.and_then(|w| w.get_ref().as_integer()).and_then(|i| i.as_str().parse().ok()),
+            span: w.map(|w| w.span()),
+            keys: real.len(),
+        })
     }
 }
 
