@@ -293,10 +293,13 @@ fn set_weight_splices_the_file_and_makes_one_change() {
         .await;
         assert!(r.ok, "{r:?}");
         assert_eq!(env.changes(), before + 1);
-        let k = env.kernel.0.lock().unwrap();
-        let (_, dests) = k.table.services.iter().find(|(s, _)| s.svc.key.to_string() == "TCP 172.16.5.250:80").unwrap();
-        assert_eq!(dests[0].dest.weight, 0);
-        drop(k);
+        let weight = {
+            let k = env.kernel.0.lock().unwrap();
+            let (_, dests) =
+                k.table.services.iter().find(|(s, _)| s.svc.key.to_string() == "TCP 172.16.5.250:80").unwrap();
+            dests[0].dest.weight
+        };
+        assert_eq!(weight, 0);
         let file = std::fs::read_to_string(env.dir.join("lvsbox.toml")).unwrap();
         assert!(file.starts_with("# operator's notes stay\n"));
         let cfg = lbd::config::parse(&file, "f").unwrap();
