@@ -4,4 +4,6 @@
 pub mod config;
 pub mod ctl;
 pub mod ipvs;
+pub mod net;
 pub mod paths;
+pub mod sysctl;
