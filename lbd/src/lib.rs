@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod ctl;
+pub mod initctl;
 pub mod ipvs;
 pub mod net;
 pub mod paths;
