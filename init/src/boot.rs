@@ -106,7 +106,8 @@ pub fn early(report: &mut BootReport) -> Cmdline {
     write_sysctl("kernel.printk", if cmd.debug { "8 4 1 8" } else { "6 4 1 7" });
     // /dev/kmsg writes are rate-limited by default (10 per 5 s): init logs more at boot.
     write_sysctl("kernel.printk_devkmsg", "on");
-    console_line(&format!("{} {}", paths::PRODUCT, paths::VERSION));
+    // Own line even if firmware left the cursor mid-line (SeaBIOS does).
+    console_line(&format!("\n{} {}", paths::PRODUCT, paths::VERSION));
     info!("{} {} starting (pid 1)", paths::PRODUCT, paths::VERSION);
     report.version = paths::VERSION.to_string();
     report.cmdline = raw.trim().to_string();

@@ -62,6 +62,42 @@ pub fn parse_alias(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Soft dependencies from depmod's `modules.softdep`
+/// (`softdep ext4 pre: crc32c post: x`): modules modprobe loads around one
+/// (by name or alias) although no symbol needs them, e.g. the crypto
+/// drivers `libcrc32c` and `ext4` ask the crypto API for at init.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SoftDep {
+    /// Loaded before the module.
+    pub pre: Vec<String>,
+    /// Loaded after it.
+    pub post: Vec<String>,
+}
+
+/// Parses `modules.softdep`.
+pub fn parse_softdep(text: &str) -> HashMap<String, SoftDep> {
+    let mut out: HashMap<String, SoftDep> = HashMap::new();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or("");
+        let mut it = line.split_whitespace();
+        if it.next() != Some("softdep") {
+            continue;
+        }
+        let Some(m) = it.next() else { continue };
+        let e = out.entry(normalize(m)).or_default();
+        let mut post = false;
+        for w in it {
+            match w {
+                "pre:" => post = false,
+                "post:" => post = true,
+                w if post => e.post.push(w.to_string()),
+                w => e.pre.push(w.to_string()),
+            }
+        }
+    }
+    out
+}
+
 /// One line of `modules.load`: `name [param=value ...]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoadEntry {
@@ -251,16 +287,19 @@ pub struct ModDb {
     pub deps: HashMap<String, DepEntry>,
     /// modules.alias.
     pub aliases: Vec<(String, String)>,
+    /// modules.softdep (optional file).
+    pub softdeps: HashMap<String, SoftDep>,
 }
 
 impl ModDb {
-    /// Reads `modules.dep` and `modules.alias` under `root` (missing files = empty).
+    /// Reads `modules.dep`, `modules.alias` and `modules.softdep` under `root` (missing files = empty).
     pub fn open(root: &Path) -> ModDb {
         let read = |f: &str| std::fs::read_to_string(root.join(f)).unwrap_or_default();
         ModDb {
             root: root.to_path_buf(),
             deps: parse_dep(&read("modules.dep")),
             aliases: parse_alias(&read("modules.alias")),
+            softdeps: parse_softdep(&read("modules.softdep")),
         }
     }
 
@@ -382,6 +421,14 @@ impl<K: Kmod> Loader<K> {
                 self.done.insert(m);
                 continue;
             }
+            // Soft dependencies first, best effort: mark the module as in
+            // progress so a softdep cycle cannot recurse forever.
+            let soft = self.db.softdeps.get(&m).cloned().unwrap_or_default();
+            self.done.insert(m.clone());
+            for s in &soft.pre {
+                new.extend(self.load_alias(s));
+            }
+            self.done.remove(&m);
             let path = self.db.root.join(&self.db.deps[&m].path);
             let params = self.params.get(&m).cloned().unwrap_or_default();
             match self.kmod.load(&path, &params) {
@@ -389,6 +436,9 @@ impl<K: Kmod> Loader<K> {
                     self.loaded.push(m.clone());
                     new.push(m.clone());
                     self.done.insert(m);
+                    for s in &soft.post {
+                        new.extend(self.load_alias(s));
+                    }
                 }
                 Err(e) => {
                     self.fail(&m, e as i32, format!("finit_module: {} ({})", e.desc(), e));
@@ -570,7 +620,7 @@ alias usb:v*p*d*dc*dsc*dp*ic09isc00ip0[0-2]in* hub
 
     #[test]
     fn resolve_names_and_aliases() {
-        let db = ModDb { root: "/m".into(), deps: parse_dep(DEP), aliases: parse_alias(ALIAS) };
+        let db = ModDb { root: "/m".into(), deps: parse_dep(DEP), aliases: parse_alias(ALIAS), ..Default::default() };
         assert_eq!(db.resolve("ip_vs_rr"), ["ip_vs_rr"]);
         assert_eq!(db.resolve("ip-vs-rr"), ["ip_vs_rr"]);
         assert_eq!(db.resolve("pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00"), ["virtio_pci"]);
@@ -598,8 +648,40 @@ alias usb:v*p*d*dc*dsc*dp*ic09isc00ip0[0-2]in* hub
         }
     }
 
+    fn db() -> ModDb {
+        ModDb {
+            root: "/lib/modules/x".into(),
+            deps: parse_dep(DEP),
+            aliases: parse_alias(ALIAS),
+            softdeps: parse_softdep("softdep libcrc32c pre: crc32c\nsoftdep crc32c_intel post: libcrc32c\n"),
+        }
+    }
+
     fn loader(fake: Fake) -> Loader<Fake> {
-        Loader::new(ModDb { root: "/lib/modules/x".into(), deps: parse_dep(DEP), aliases: parse_alias(ALIAS) }, fake)
+        Loader::new(db(), fake)
+    }
+
+    #[test]
+    fn softdep_parsing() {
+        let s =
+            parse_softdep("# x\nsoftdep ext4 pre: crc32c crypto-crc32c post: foo\nsoftdep a-b pre: c\nbogus line\n");
+        assert_eq!(s["ext4"], SoftDep { pre: vec!["crc32c".into(), "crypto-crc32c".into()], post: vec!["foo".into()] });
+        assert_eq!(s["a_b"].pre, ["c"]);
+        assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn softdeps_load_first_without_looping() {
+        let mut l = loader(Fake::default());
+        l.db.aliases.push(("crc32c".into(), "crc32c_intel".into()));
+        // libcrc32c pre: crc32c (-> crc32c_intel), whose post: is libcrc32c again.
+        let new = l.load("libcrc32c").unwrap();
+        assert_eq!(new, ["crc32c_intel", "libcrc32c"], "softdep first, each once");
+        assert_eq!(l.kmod.calls.len(), 2);
+        // A softdep that resolves to nothing is not an error.
+        l.db.softdeps.insert("failover".into(), SoftDep { pre: vec!["nothing-here".into()], post: vec![] });
+        assert_eq!(l.load("failover").unwrap(), ["failover"]);
+        assert!(l.failures.is_empty());
     }
 
     #[test]

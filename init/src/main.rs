@@ -104,11 +104,74 @@ fn not_pid1() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some("modprobe") => modprobe(&args[1..]),
+        Some("ctl") => ctl(&args[1..]),
+        Some("net") => net(),
         // The kernel's helper call: `modprobe -q -- NAME`.
         Some(a) if a.starts_with('-') => modprobe(&args),
         _ => {
-            eprintln!("init: this is lvsbox's PID 1; as another process it only does `init modprobe NAME...`");
+            eprintln!(
+                "init: this is lvsbox's PID 1; as another process: `init ctl logs|children|boot_report|reboot|poweroff`, \
+                 `init net` or `init modprobe NAME...`"
+            );
             ExitCode::from(2)
+        }
+    }
+}
+
+/// A client of init's control socket: prints the response's data as JSON.
+fn ctl(args: &[String]) -> ExitCode {
+    use lbd::initctl::Command;
+    let cmd = match args.first().map(String::as_str) {
+        Some("logs") => Command::Logs,
+        Some("children") => Command::Children,
+        Some("boot_report") | Some("boot-report") => Command::BootReport,
+        Some("reboot") => Command::Reboot,
+        Some("poweroff") => Command::Poweroff,
+        _ => {
+            eprintln!("usage: init ctl logs|children|boot_report|reboot|poweroff");
+            return ExitCode::from(2);
+        }
+    };
+    let path = std::path::Path::new(lbd::paths::INIT_SOCKET);
+    match lbd::initctl::Client::connect(path, Duration::from_secs(10)).and_then(|mut c| c.call(cmd)) {
+        Ok(r) if r.ok => {
+            println!("{}", r.data.unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Ok(r) => {
+            eprintln!("init: {}", r.error.unwrap_or_default());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("init ctl: {}: {e}", path.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints the links (with addresses) and main-table routes as JSON, as
+/// `lbd::net` sees them (what the console will show).
+fn net() -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("init net: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let res = rt.block_on(async {
+        let links = lbd::net::links().await?;
+        let routes = lbd::net::routes().await?;
+        Ok::<_, lbd::net::NetError>(serde_json::json!({ "links": links, "routes": routes }))
+    });
+    match res {
+        Ok(v) => {
+            println!("{v}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("init net: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -471,6 +471,13 @@ impl<'a> Runtime<'a> {
                 for i in 0..self.conns.len() {
                     self.flush_conn(i);
                 }
+                // Nothing of init's may keep /run busy at unmount.
+                self.conns.clear();
+                self.outputs.clear();
+                self.buttons.clear();
+                if self.listener.take().is_some() {
+                    let _ = std::fs::remove_file(paths::INIT_SOCKET);
+                }
                 shutdown(self.sigfd, &mut self.table, h, &why);
             }
 
@@ -546,8 +553,15 @@ pub fn shutdown(sigfd: &SignalFd, table: &mut Table, how: Halt, why: &str) -> ! 
     let running = table.stop();
     for (name, pid) in &running {
         info!("stopping {name} (pid {pid}) with SIGTERM");
-        let _ = kill(Pid::from_raw(-*pid), Signal::SIGTERM);
-        let _ = kill(Pid::from_raw(*pid), Signal::SIGTERM);
+        // Children lead their own session/process group (setsid): the group
+        // takes a shell's or console's own children along.
+        if kill(Pid::from_raw(-*pid), Signal::SIGTERM).is_err() {
+            let _ = kill(Pid::from_raw(*pid), Signal::SIGTERM);
+        }
+        // An interactive shell ignores SIGTERM but not a hangup of its tty.
+        if table.on_tty(name) {
+            let _ = kill(Pid::from_raw(-*pid), Signal::SIGHUP);
+        }
     }
     let deadline = Instant::now() + STOP_WAIT;
     while !table.running().is_empty() && Instant::now() < deadline {

@@ -296,6 +296,11 @@ impl Table {
             .collect()
     }
 
+    /// Whether the child named `name` runs on a tty.
+    pub fn on_tty(&self, name: &str) -> bool {
+        self.children.iter().any(|c| c.spec.name == name && c.spec.tty.is_some())
+    }
+
     /// The pid of the child named `name`, when running.
     pub fn pid_of(&self, name: &str) -> Option<i32> {
         self.running().into_iter().find(|(n, _)| n == name).map(|(_, p)| p)
