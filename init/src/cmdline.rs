@@ -8,6 +8,7 @@
 //! | `lvsbox.consoles=ttyS0,tty1` | ttys that run the console; overrides the config; empty = none |
 //! | `lvsbox.debug=1` | debug logging; console loglevel 8 (everything) |
 //! | `lvsbox.shell=<tty>` | supervised root `/bin/sh` on that tty, only if `/bin/sh` exists (debug image) |
+//! | `lvsbox.panic=boot\|loop` | test only, needs `lvsbox.debug=1`: panic in the boot sequence or once in the supervision loop, to exercise maintenance mode |
 //!
 //! Values may be double-quoted as the kernel allows (`key="a b"`). Unknown
 //! `lvsbox.*` keys are reported, not fatal.
@@ -35,6 +36,15 @@ impl std::fmt::Display for ConfigSource {
     }
 }
 
+/// Where `lvsbox.panic=` injects a panic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PanicAt {
+    /// In the boot sequence (after the config is read).
+    Boot,
+    /// Once, in the supervision loop.
+    Loop,
+}
+
 /// What init takes from the kernel command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cmdline {
@@ -46,6 +56,8 @@ pub struct Cmdline {
     pub debug: bool,
     /// tty of the debug shell.
     pub shell: Option<String>,
+    /// Fault injection for tests (honoured only with `debug`).
+    pub panic: Option<PanicAt>,
     /// Problems with `lvsbox.*` keys.
     pub warnings: Vec<String>,
 }
@@ -57,6 +69,7 @@ impl Default for Cmdline {
             consoles: None,
             debug: false,
             shell: None,
+            panic: None,
             warnings: Vec::new(),
         }
     }
@@ -144,8 +157,14 @@ pub fn parse(s: &str) -> Cmdline {
             },
             ("lvsbox.shell", Some(v)) if !v.trim().is_empty() => c.shell = Some(tty_name(v)),
             ("lvsbox.shell", _) => c.shell = None,
+            ("lvsbox.panic", Some("boot")) => c.panic = Some(PanicAt::Boot),
+            ("lvsbox.panic", Some("loop")) => c.panic = Some(PanicAt::Loop),
             (k, _) => c.warnings.push(format!("unknown kernel parameter {k} ignored")),
         }
+    }
+    if c.panic.is_some() && !c.debug {
+        c.warnings.push("lvsbox.panic= ignored without lvsbox.debug=1".into());
+        c.panic = None;
     }
     c
 }
@@ -188,6 +207,13 @@ mod tests {
         assert_eq!(c.shell.as_deref(), Some("ttyS2"));
         assert!(!c.debug, "keys after -- belong to init's argv");
         assert_eq!(split(r#"a="x y" b"#), vec!["a=x y".to_string(), "b".to_string()]);
+    }
+
+    #[test]
+    fn panic_injection_needs_debug() {
+        assert_eq!(parse("lvsbox.panic=boot").panic, None);
+        assert_eq!(parse("lvsbox.debug=1 lvsbox.panic=boot").panic, Some(PanicAt::Boot));
+        assert_eq!(parse("lvsbox.panic=loop lvsbox.debug=1").panic, Some(PanicAt::Loop));
     }
 
     #[test]

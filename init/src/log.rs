@@ -99,9 +99,15 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// One line: a panic message or a child's output may contain newlines, which
+/// would split the record on the console.
+fn flatten(msg: &str) -> std::borrow::Cow<'_, str> {
+    if msg.contains(['\n', '\r']) { msg.replace(['\n', '\r'], " ").into() } else { msg.into() }
+}
+
 fn kmsg_line(level: Level, msg: &str) -> Vec<u8> {
     // One write = one record; kmsg takes at most ~1 KiB per record.
-    let msg: HString<960> = bounded(msg);
+    let msg: HString<960> = bounded(&flatten(msg));
     format!("<{}>init: {}\n", level.kmsg_priority(), msg).into_bytes()
 }
 
@@ -136,7 +142,7 @@ pub fn log(level: Level, msg: &str) {
     if level == Level::Debug && !l.debug {
         return;
     }
-    l.ring.push(now_ms(), level, msg);
+    l.ring.push(now_ms(), level, &flatten(msg));
     let line = kmsg_line(level, msg);
     match l.kmsg.as_mut() {
         Some(f) => {
@@ -208,5 +214,6 @@ mod tests {
         assert_eq!(kmsg_line(Level::Notice, "lvsbox 0.1.0"), b"<5>init: lvsbox 0.1.0\n");
         assert_eq!(kmsg_line(Level::Error, "x")[..3], *b"<3>");
         assert!(kmsg_line(Level::Info, &"x".repeat(5000)).len() < 1000);
+        assert_eq!(kmsg_line(Level::Error, "PANIC: at x.rs:1:\nboom"), b"<3>init: PANIC: at x.rs:1: boom\n");
     }
 }

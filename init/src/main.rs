@@ -67,6 +67,9 @@ fn pid1() -> ExitCode {
     };
     let plan = match catch_unwind(AssertUnwindSafe(|| {
         let cfg = boot::modules_and_config(&cmd, &mut report);
+        if cmd.panic == Some(cmdline::PanicAt::Boot) {
+            panic!("lvsbox.panic=boot (test)");
+        }
         boot::system(&cfg, &mut report);
         boot::network(&cfg, &mut report);
         boot::plan(&cmd, &cfg, true)
@@ -82,7 +85,9 @@ fn pid1() -> ExitCode {
     let mut plan = Some(plan);
     loop {
         let p = plan.take().unwrap_or_else(|| boot::plan(&cmd, &lbd::config::Config::default(), false));
-        let r = catch_unwind(AssertUnwindSafe(|| runtime::Runtime::new(p, &sigfd, &mut report).run()));
+        let inject = cmd.panic == Some(cmdline::PanicAt::Loop);
+        let r =
+            catch_unwind(AssertUnwindSafe(|| runtime::Runtime::new(p, &sigfd, &mut report).inject_panic(inject).run()));
         // run() only comes back by panicking.
         let why = match r {
             Err(p) => panic_message(&*p),

@@ -116,7 +116,11 @@ pub struct Runtime<'a> {
     pending_consoles: Vec<Spec>,
     report: &'a mut BootReport,
     halt: Option<(Halt, String)>,
+    inject_panic: bool,
 }
+
+/// `lvsbox.panic=loop` fires once per boot, not again in maintenance mode.
+static PANIC_INJECTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn bind_socket() -> Option<UnixListener> {
     let path = paths::INIT_SOCKET;
@@ -175,7 +179,14 @@ impl<'a> Runtime<'a> {
             pending_consoles,
             report,
             halt: None,
+            inject_panic: false,
         }
+    }
+
+    /// Test hook (`lvsbox.panic=loop`): panic once, after lbd is ready.
+    pub fn inject_panic(mut self, on: bool) -> Self {
+        self.inject_panic = on;
+        self
     }
 
     fn start_consoles(&mut self) {
@@ -467,6 +478,12 @@ impl<'a> Runtime<'a> {
             self.reap_now();
             self.start_due();
             self.probe_ready();
+            if self.inject_panic
+                && matches!(self.ready, Ready::Done)
+                && !PANIC_INJECTED.swap(true, std::sync::atomic::Ordering::SeqCst)
+            {
+                panic!("lvsbox.panic=loop (test)");
+            }
             if let Some((h, why)) = self.halt.take() {
                 for i in 0..self.conns.len() {
                     self.flush_conn(i);

@@ -14,7 +14,7 @@ then boots one guest at a time with bounded timeouts, talks to the debug
 shell on ttyS1 through a unix socket, and asserts on the serial log of ttyS0.
 
 Usage: guest.py [--kernel VMLINUZ] [--modules DIR] [--bin DIR] [--work DIR] [scenario...]
-Scenarios: valid (default set: valid powerdown reboot invalid missing)
+Scenarios (default: all): valid powerdown reboot invalid missing panic-boot panic-loop
 Exit status 0 only if every check passed. Prints "N passed, N failed".
 """
 
@@ -471,12 +471,15 @@ def scenario_invalid(a, initrd):
         check(m is not None, "invalid config: still boots to `lbd ready`")
         txt = g.text()
         show(g, r"CONFIG INVALID|lvsbox.toml:\d+", "ttyS0")
-        check(bool(grep(txt, r"init: CONFIG INVALID: /cfg/lvsbox.toml has 5 error\(s\); booting with SAFE DEFAULTS")), "invalid config announced")
+        check(bool(grep(txt, r"init: CONFIG INVALID: /cfg/lvsbox.toml has 4 error\(s\); booting with SAFE DEFAULTS")), "invalid config announced")
         for p in ["system.hostname", r"system.consoles\[1\]", "ipvs.conn_tab_bits", r"interfaces\[0\].mtu"]:
             check(bool(grep(txt, rf"init:   /cfg/lvsbox.toml:\d+:\d+: {p}: ")), f"error shown on the console tty: {p}")
         out = g.shell("hostname; /init ctl boot_report")
-        check(out is not None and out.startswith("lvsbox") and '"status":"invalid"' in out and out.count('"message"') == 5,
-              "defaults in force (hostname lvsbox); boot_report has status invalid and all 5 errors")
+        check(out is not None and out.startswith("lvsbox") and '"status":"invalid"' in out and out.count('"message"') == 4,
+              "defaults in force (hostname lvsbox); boot_report has status invalid and all 4 errors")
+        shot = os.path.join(a.work, "invalid-tty1.ppm")
+        g.monitor(f"screendump {shot}")
+        check(os.path.exists(shot), f"tty1 screendump taken ({shot}; look at it for the error lines)")
         out = g.shell("/init ctl children")
         check(out is not None and '"console:ttyS0"' in out and '"console:tty1"' in out, "default consoles supervised (ttyS0, tty1)")
         g.shell("kill -TERM 1")
@@ -486,7 +489,7 @@ def scenario_invalid(a, initrd):
 
 
 def scenario_missing(a, initrd):
-    g = Guest(a.work, a.kernel, initrd, None, name="missing")
+    g = Guest(a.work, a.kernel, initrd, None, append_extra="lvsbox.consoles=ttyS0", name="missing")
     try:
         m, t = g.wait_line(r"^lbd ready\s*$", 90)
         check(m is not None, f"no config disk: still boots to `lbd ready` ({t and round(t, 2)} s, includes the 5 s wait)")
@@ -495,8 +498,38 @@ def scenario_missing(a, initrd):
               "missing partition: says why")
         out = g.shell("/init ctl boot_report")
         check(out is not None and '"status":"missing"' in out, "boot_report: status missing")
+        out = g.shell("/init ctl children")
+        check(out is not None and '"console:ttyS0"' in out and '"console:tty1"' not in out,
+              "lvsbox.consoles=ttyS0 overrides the default consoles (no tty1)")
         g.shell("kill -TERM 1")
         check(g.wait_exit(40), "powered off")
+    finally:
+        g.kill()
+
+
+def scenario_maintenance(a, initrd, where):
+    disk = build_disk(a.work, "valid", VALID)
+    g = Guest(a.work, a.kernel, initrd, disk, append_extra=f"lvsbox.debug=1 lvsbox.panic={where}", name=f"panic-{where}")
+    try:
+        m, _ = g.wait_line(r"MAINTENANCE MODE", 90)
+        check(m is not None, f"panic in {where}: init survives and enters maintenance mode")
+        show(g, r"init: (PANIC|.*MAINTENANCE)", "ttyS0")
+        out = None
+        end = time.monotonic() + 20
+        while time.monotonic() < end:  # the shell is restarted after a loop panic
+            out = g.shell("/init ctl children", timeout=5)
+            if out and '"shell:ttyS1"' in out:
+                break
+            g.sock = None
+            time.sleep(0.5)
+        print("    [ttyS1] /init ctl children -> " + (out or "<none>"))
+        check(out is not None and '"name":"lbd"' not in out and '"console:ttyS0"' in out and '"shell:ttyS1"' in out,
+              "maintenance: consoles and shell supervised, lbd not")
+        out = g.shell("/init ctl boot_report")
+        check(out is not None and '"maintenance":' in out, "boot_report says maintenance and why")
+        g.shell("kill -TERM 1")
+        check(g.wait_exit(40), "power off still works in maintenance mode")
+        check(bool(grep(g.text(), r"reboot: Power down")), "kernel: reboot: Power down")
     finally:
         g.kill()
 
@@ -507,7 +540,7 @@ def main():
     ap.add_argument("--modules", default=f"{KDIR}/lib/modules/{KVER}/kernel")
     ap.add_argument("--bin", default=os.path.join(os.path.dirname(__file__), "../../target/x86_64-unknown-linux-gnu/release"))
     ap.add_argument("--work", default="/tmp/lvsbox-init-guest")
-    ap.add_argument("scenarios", nargs="*", default=["valid", "powerdown", "reboot", "invalid", "missing"])
+    ap.add_argument("scenarios", nargs="*", default=["valid", "powerdown", "reboot", "invalid", "missing", "panic-boot", "panic-loop"])
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
     initrd, order = build_initramfs(a.work, a.bin, a.modules)
@@ -525,6 +558,8 @@ def main():
                 scenario_invalid(a, initrd)
             elif s == "missing":
                 scenario_missing(a, initrd)
+            elif s in ("panic-boot", "panic-loop"):
+                scenario_maintenance(a, initrd, s.split("-")[1])
             else:
                 check(False, f"unknown scenario {s}")
         except Exception as e:  # a crash in the harness is a failure, not a skip
