@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use lbd::initctl::BootReport;
 
-use crate::log::{error, notice};
+use crate::log::error;
 
 fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     p.downcast_ref::<&str>()
@@ -197,7 +197,7 @@ fn modprobe(args: &[String]) -> ExitCode {
         }
         let new = loader.load_alias(n);
         if !new.is_empty() {
-            notice!("modprobe {n}: loaded {}", new.join(" "));
+            log::log(lbd::initctl::Level::Info, &format!("modprobe {n}: loaded {}", new.join(" ")));
         }
     }
     for f in &loader.failures {

@@ -12,7 +12,14 @@
 //! Other lbd code that adds addresses (VRRP) must use a different marker, or
 //! `apply` would take its addresses away.
 //!
-//! [`links`] lists the current links with their addresses for the console.
+//! Kernel behaviour to know when changing addresses: deleting an IPv4
+//! *primary* address also deletes the secondaries of its subnet (unless
+//! `net.ipv4.conf.*.promote_secondaries=1`), and deleting the last IPv4
+//! address of a link flushes the routes through it. [`apply`] re-adds what
+//! the config wants in the same run (addresses before routes), but a foreign
+//! secondary in the same subnet as a changed lvsbox address is lost.
+//!
+//! [`links`] and [`routes`] list the current state for the console.
 
 mod apply;
 mod state;
