@@ -4,10 +4,13 @@
 pub mod config;
 pub mod ctl;
 pub mod daemon;
+pub mod initctl;
 pub mod ipvs;
 pub mod ipvsadm;
 pub mod kernel;
 pub mod logring;
+pub mod net;
 pub mod paths;
 pub mod reconcile;
 pub mod store;
+pub mod sysctl;

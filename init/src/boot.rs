@@ -1,0 +1,380 @@
+//! The boot sequence, up to the point where supervision takes over.
+//!
+//! Order (each step logs what it did; nothing here is fatal):
+//! 1. mount /dev, /proc, /sys, /dev/pts, /run, /tmp; open /dev/kmsg; banner
+//! 2. read the kernel command line; printk levels; kernel sysctls
+//! 3. coldplug: load drivers for the devices present (bounded rounds)
+//! 4. find the config partition (bounded wait), load its fs module, mount it,
+//!    parse the config (missing/invalid → safe defaults, said loudly)
+//! 5. modules.load (ip_vs gets `conn_tab_bits` from the config), coldplug again
+//! 6. hostname, sysctls from the config
+//! 7. network from the config (lbd::net in a current-thread tokio runtime)
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lbd::config::Config;
+use lbd::initctl::{BootReport, ConfigReport, ConfigStatus};
+use lbd::paths;
+
+use crate::cmdline::{self, Cmdline, ConfigSource};
+use crate::kmod::{self, Loader, ModDb, SysKmod};
+use crate::log::{debug, error, info, notice, warn};
+use crate::mounts;
+use crate::supervise::Spec;
+
+/// How long to wait for the config partition to appear.
+pub const CONFIG_WAIT: Duration = Duration::from_secs(5);
+/// Coldplug rounds (each may reveal new devices: virtio_pci → virtio_net).
+pub const COLDPLUG_ROUNDS: usize = 6;
+/// Bound on the network apply.
+pub const NET_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What supervision should run once boot is done.
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    /// Start lbd (not in maintenance mode).
+    pub lbd: bool,
+    /// Consoles, started once lbd is ready (or did not answer in time).
+    pub consoles: Vec<Spec>,
+    /// Debug shell, started at once.
+    pub shell: Option<Spec>,
+}
+
+/// Writes a line straight to /dev/console (the last `console=`, the serial
+/// line on the image), for lines scripts match exactly: the banner and
+/// `lbd ready`.
+pub fn console_line(s: &str) {
+    if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open("/dev/console") {
+        let _ = f.write_all(format!("{s}\n").as_bytes());
+    }
+}
+
+/// Kernel console names from /proc/consoles (`ttyS0`, `tty0`).
+fn kernel_consoles() -> Vec<String> {
+    std::fs::read_to_string("/proc/consoles")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+/// Shows `lines` on every console tty: kmsg at ERR reaches the kernel's
+/// consoles; the ttys that are not kernel consoles get them written directly.
+pub fn announce(lines: &[String], ttys: &[String]) {
+    for l in lines {
+        error!("{l}");
+    }
+    let kc = kernel_consoles();
+    for t in ttys {
+        let covered = kc.contains(t)
+            || (t.starts_with("tty") && crate::supervise::term_for(t) == "linux" && kc.iter().any(|k| k == "tty0"));
+        if covered {
+            continue;
+        }
+        if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(format!("/dev/{t}")) {
+            let mut text = String::new();
+            for l in lines {
+                text.push_str(l);
+                text.push_str("\r\n");
+            }
+            let _ = f.write_all(text.as_bytes());
+        }
+    }
+}
+
+fn write_sysctl(key: &str, value: &str) {
+    for r in lbd::sysctl::apply(&[lbd::sysctl::Sysctl::new(key, value)]) {
+        if r.failed() {
+            warn!("sysctl {r}");
+        } else {
+            debug!("sysctl {r}");
+        }
+    }
+}
+
+/// Step 1 and 2: mounts, log, banner, cmdline, kernel knobs. Never fails.
+pub fn early(report: &mut BootReport) -> Cmdline {
+    let mount_errors = mounts::mount_early();
+    crate::log::open_kmsg();
+    let raw = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let cmd = cmdline::parse(&raw);
+    crate::log::set_debug(cmd.debug);
+    // console_loglevel 6: NOTICE (init's operator lines) and worse reach the
+    // console even with `quiet`; INFO stays in kmsg and the ring. Debug: all.
+    write_sysctl("kernel.printk", if cmd.debug { "8 4 1 8" } else { "6 4 1 7" });
+    // /dev/kmsg writes are rate-limited by default (10 per 5 s): init logs more at boot.
+    write_sysctl("kernel.printk_devkmsg", "on");
+    // Own line even if firmware left the cursor mid-line (SeaBIOS does).
+    console_line(&format!("\n{} {}", paths::PRODUCT, paths::VERSION));
+    info!("{} {} starting (pid 1)", paths::PRODUCT, paths::VERSION);
+    report.version = paths::VERSION.to_string();
+    report.cmdline = raw.trim().to_string();
+    for e in mount_errors {
+        error!("{e}");
+    }
+    info!("cmdline: {}", raw.trim());
+    for w in &cmd.warnings {
+        warn!("{w}");
+    }
+    // Ctrl-Alt-Del sends SIGINT to init instead of an immediate reboot.
+    write_sysctl("kernel.ctrl-alt-del", "0");
+    // No modprobe in the image: the kernel's own module requests
+    // (request_module: IPVS schedulers, nft expressions, net-pf-N) run init
+    // itself in modprobe mode, which resolves them from modules.dep/alias.
+    write_sysctl("kernel.modprobe", "/init");
+    let _ = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    cmd
+}
+
+/// `/lib/modules/<uname -r>`.
+pub fn modules_root() -> PathBuf {
+    let u = rustix::system::uname();
+    PathBuf::from("/lib/modules").join(u.release().to_string_lossy().as_ref())
+}
+
+/// Loads drivers for the devices present, up to [`COLDPLUG_ROUNDS`] rounds;
+/// a round that loads nothing new ends it. Returns the modules loaded.
+pub fn coldplug(loader: &mut Loader<SysKmod>, seen: &mut std::collections::HashSet<String>) -> Vec<String> {
+    let mut loaded = Vec::new();
+    for round in 0..COLDPLUG_ROUNDS {
+        let aliases: Vec<String> =
+            kmod::read_modaliases(Path::new("/sys")).into_iter().filter(|a| !seen.contains(a)).collect();
+        let mut new = Vec::new();
+        for a in &aliases {
+            seen.insert(a.clone());
+            new.extend(loader.load_alias(a));
+        }
+        debug!("coldplug round {round}: {} new devices, loaded {:?}", aliases.len(), new);
+        if new.is_empty() {
+            if aliases.is_empty() {
+                break;
+            }
+            continue;
+        }
+        loaded.extend(new);
+        // Drivers register devices of other buses as they probe (virtio_pci →
+        // virtio); give asynchronous probes a moment before the next round.
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    loaded
+}
+
+fn find_config_device(src: &ConfigSource) -> (Option<PathBuf>, Duration) {
+    match src {
+        ConfigSource::PartLabel(l) => mounts::wait_for(CONFIG_WAIT, || mounts::find_partlabel(Path::new("/sys"), l)),
+        ConfigSource::Device(p) => mounts::wait_for(CONFIG_WAIT, || p.exists().then(|| p.clone())),
+        ConfigSource::None => (None, Duration::ZERO),
+    }
+}
+
+/// Steps 3-5: modules, config. Returns the config in force.
+pub fn modules_and_config(cmd: &Cmdline, report: &mut BootReport) -> Config {
+    let root = modules_root();
+    let db = ModDb::open(&root);
+    if db.deps.is_empty() {
+        warn!("no modules.dep under {}: loading no modules", root.display());
+    } else {
+        info!("module index {}: {} modules, {} aliases", root.display(), db.deps.len(), db.aliases.len());
+    }
+    let mut loader = Loader::new(db, SysKmod);
+    let mut seen = std::collections::HashSet::new();
+    let cold = coldplug(&mut loader, &mut seen);
+    info!("coldplug loaded: {}", cold.join(" "));
+
+    let (cfg, creport) = read_config(cmd, &mut loader);
+    report.config = Some(creport);
+
+    // modules.load, with the config's ip_vs parameter.
+    let entries = kmod::parse_load(&std::fs::read_to_string(root.join("modules.load")).unwrap_or_default());
+    for e in &entries {
+        let mut params = e.params.clone();
+        if let Some(bits) = cfg.ipvs.conn_tab_bits.filter(|_| e.name == "ip_vs") {
+            params = format!("{params} conn_tab_bits={bits}").trim().to_string();
+        }
+        if !params.is_empty() {
+            loader.params.insert(e.name.clone(), params);
+        }
+    }
+    if let Some(bits) = cfg.ipvs.conn_tab_bits {
+        loader.params.entry("ip_vs".into()).or_insert_with(|| format!("conn_tab_bits={bits}"));
+    }
+    for e in &entries {
+        match loader.load(&e.name) {
+            Ok(new) if !new.is_empty() => debug!("modules.load {}: loaded {}", e.name, new.join(" ")),
+            Ok(_) => {}
+            Err(_) => {} // reported below, once per module
+        }
+    }
+    coldplug(&mut loader, &mut seen);
+    for f in &loader.failures {
+        if f.errno != 0 {
+            warn!("module {}: {} (errno {})", f.name, f.error, f.errno);
+        } else {
+            warn!("module {}: {}", f.name, f.error);
+        }
+    }
+    notice!(
+        "modules: {} loaded, {} failed{}",
+        loader.loaded.len(),
+        loader.failures.len(),
+        if loader.failures.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", loader.failures.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", "))
+        }
+    );
+    info!("modules loaded: {}", loader.loaded.join(" "));
+    report.modules_loaded = loader.loaded.clone();
+    report.module_failures = loader.failures.clone();
+    cfg
+}
+
+fn read_config(cmd: &Cmdline, loader: &mut Loader<SysKmod>) -> (Config, ConfigReport) {
+    let source = cmd.config.to_string();
+    let mut rep = ConfigReport {
+        source: source.clone(),
+        device: None,
+        status: ConfigStatus::Missing,
+        reason: None,
+        errors: vec![],
+    };
+    if cmd.config == ConfigSource::None {
+        rep.status = ConfigStatus::Disabled;
+        rep.reason = Some("lvsbox.config=none".into());
+        notice!("config: none requested (lvsbox.config=none): safe defaults");
+        return (Config::default(), rep);
+    }
+    let (dev, waited) = find_config_device(&cmd.config);
+    let Some(dev) = dev else {
+        let why = format!("config partition {source} not found after {} ms", waited.as_millis());
+        warn!("config: {why}; booting with safe defaults (consoles on, no services)");
+        rep.reason = Some(why);
+        return (Config::default(), rep);
+    };
+    rep.device = Some(dev.display().to_string());
+    info!("config partition {source} is {} (after {} ms)", dev.display(), waited.as_millis());
+    if let Err(e) = loader.load("ext4") {
+        debug!("ext4 module: {} (may be built in)", e.error);
+    }
+    if let Err(e) = mounts::mount_config(&dev, paths::CONFIG_MOUNT) {
+        warn!("config: {e}; booting with safe defaults (consoles on, no services)");
+        rep.reason = Some(e);
+        return (Config::default(), rep);
+    }
+    notice!("config partition {} mounted on {}", dev.display(), paths::CONFIG_MOUNT);
+    let file = Path::new(paths::CONFIG_FILE);
+    if !file.exists() {
+        let why = format!("{} does not exist on {}", paths::CONFIG_FILE, dev.display());
+        warn!("config: {why}; booting with safe defaults (consoles on, no services)");
+        rep.reason = Some(why);
+        return (Config::default(), rep);
+    }
+    match lbd::config::parse_file(file) {
+        Ok(c) => {
+            notice!(
+                "config {}: OK ({} interfaces, {} services)",
+                paths::CONFIG_FILE,
+                c.interfaces.len(),
+                c.services.len()
+            );
+            rep.status = ConfigStatus::Ok;
+            (c, rep)
+        }
+        Err(errors) => {
+            let d = Config::default();
+            let ttys = cmd.consoles.clone().unwrap_or_else(|| d.system.consoles.clone());
+            let mut lines = vec![format!(
+                "CONFIG INVALID: {} has {} error(s); booting with SAFE DEFAULTS (consoles on, no services):",
+                paths::CONFIG_FILE,
+                errors.len()
+            )];
+            lines.extend(errors.iter().map(|e| format!("  {e}")));
+            announce(&lines, &ttys);
+            rep.status = ConfigStatus::Invalid;
+            rep.reason = Some(format!("{} error(s) in {}", errors.len(), paths::CONFIG_FILE));
+            rep.errors = errors;
+            (d, rep)
+        }
+    }
+}
+
+/// Step 6: hostname and sysctls.
+pub fn system(cfg: &Config, report: &mut BootReport) {
+    let h = &cfg.system.hostname;
+    match nix::unistd::sethostname(h) {
+        Ok(()) => {
+            notice!("hostname {h}");
+            report.hostname = Some(h.clone());
+        }
+        Err(e) => error!("hostname {h}: {}", e.desc()),
+    }
+    let res = lbd::sysctl::apply(&lbd::sysctl::from_config(cfg));
+    for r in &res {
+        if r.failed() {
+            warn!("sysctl {r}");
+        } else {
+            info!("sysctl {r}");
+        }
+    }
+    report.sysctl = res;
+}
+
+/// Step 7: network.
+pub fn network(cfg: &Config, report: &mut BootReport) {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!("network: cannot start the runtime: {e}");
+            return;
+        }
+    };
+    let res = rt.block_on(async { tokio::time::timeout(NET_TIMEOUT, lbd::net::apply(cfg)).await });
+    let rep = match res {
+        Ok(r) => r,
+        Err(_) => {
+            error!("network: apply did not finish within {} s", NET_TIMEOUT.as_secs());
+            return;
+        }
+    };
+    for i in &rep.items {
+        match i.outcome {
+            lbd::net::Outcome::Failed { .. } => warn!("network {i}"),
+            lbd::net::Outcome::Done => info!("network {i}"),
+            lbd::net::Outcome::Unchanged => debug!("network {i}"),
+        }
+    }
+    let changes = rep.changes().count();
+    let failures = rep.failures().count();
+    if failures > 0 {
+        warn!("network: {changes} changes, {failures} FAILED (see above)");
+    } else {
+        notice!("network: {changes} changes, all ok");
+    }
+    // The addresses now in place, for the log (the console lists them live).
+    if let Ok(Ok(links)) = rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), lbd::net::links()).await })
+    {
+        for l in links.iter().filter(|l| l.name != "lo") {
+            let addrs: Vec<String> = l.addresses.iter().map(|a| a.address.to_string()).collect();
+            notice!("{}: {} {}", l.name, if l.up { "up" } else { "down" }, addrs.join(" "));
+        }
+    }
+    report.network = Some(rep);
+}
+
+/// What to supervise for `cfg` and the command line.
+pub fn plan(cmd: &Cmdline, cfg: &Config, lbd: bool) -> Plan {
+    let ttys = cmd.consoles.clone().unwrap_or_else(|| cfg.system.consoles.clone());
+    let size = cfg.system.console_size.to_string();
+    let consoles = ttys.iter().map(|t| Spec::console(t, &size)).collect();
+    let shell = match &cmd.shell {
+        Some(t) if Path::new("/bin/sh").exists() => Some(Spec::shell(t)),
+        Some(t) => {
+            info!("lvsbox.shell={t} ignored: no /bin/sh in this image");
+            None
+        }
+        None => None,
+    };
+    Plan { lbd, consoles, shell }
+}
