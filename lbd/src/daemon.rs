@@ -41,6 +41,9 @@ pub struct Options {
     pub interval: Duration,
     /// `/proc/net/ip_vs_conn`.
     pub conn_proc: PathBuf,
+    /// Apply the config's network (interfaces, routes, VIPs) and sysctls on
+    /// apply. Off for `--sim`, so host tests never touch the host.
+    pub manage_system: bool,
 }
 
 impl Default for Options {
@@ -52,6 +55,7 @@ impl Default for Options {
             keep: crate::paths::CONFIG_HISTORY_KEEP,
             interval: Duration::from_secs(2),
             conn_proc: "/proc/net/ip_vs_conn".into(),
+            manage_system: true,
         }
     }
 }
@@ -478,6 +482,7 @@ impl Daemon {
         };
         info!("config applied ({} bytes)", text.len());
         release_free_memory();
+        let system = if self.opts.manage_system { Some(self.apply_system().await) } else { None };
         let report = self.reconcile_mode(Mode::Fast).await;
         if let Some(secs) = confirm_within {
             let me = self.clone();
@@ -488,9 +493,30 @@ impl Daemon {
         }
         Ok(json!({
             "persisted": self.store.path(),
+            "system": system,
             "reconcile": report,
             "confirm_within": confirm_within,
         }))
+    }
+
+    /// Applies the config's sysctls and network; returns what changed and failed.
+    async fn apply_system(&self) -> Value {
+        let cfg = self.lock().cfg.clone();
+        let sysctls: Vec<_> =
+            crate::sysctl::apply(&crate::sysctl::from_config(&cfg)).into_iter().filter(|r| r.failed()).collect();
+        for r in &sysctls {
+            warn!("sysctl {}: {:?}", r.key, r.outcome);
+        }
+        let net = crate::net::apply(&cfg).await;
+        let changes: Vec<String> = net.changes().map(|i| i.to_string()).collect();
+        let failures: Vec<String> = net.failures().map(|i| i.to_string()).collect();
+        if !changes.is_empty() {
+            info!("network: {} change(s): {}", changes.len(), summarize(&changes, changes.len()));
+        }
+        for f in &failures {
+            warn!("network: {f}");
+        }
+        json!({ "sysctl_failures": sysctls, "network_changes": changes, "network_failures": failures })
     }
 
     /// Sets one real's weight: spliced into the persisted text (comments
@@ -762,6 +788,10 @@ impl Daemon {
             }
             Command::Logs { after, max } => Response::ok(id, json!(self.ring.since(after, max.unwrap_or(200)))),
             Command::History => Response::ok(id, json!(self.store.history())),
+            Command::Net => match (crate::net::links().await, crate::net::routes().await) {
+                (Ok(links), Ok(routes)) => Response::ok(id, json!({ "links": links, "routes": routes })),
+                (Err(e), _) | (_, Err(e)) => Response::err(id, e.to_string()),
+            },
         }
     }
 

@@ -14,7 +14,7 @@ const USAGE: &str = "usage:
   lbd check FILE
   lbd ctl [--socket PATH] COMMAND
 commands for ctl:
-  ping | status | services | config | history | logs [N] | zero
+  ping | status | services | net | config | history | logs [N] | zero
   weight SERVICE REAL WEIGHT      (SERVICE: name, [tcp|udp|sctp] ADDR:PORT, or fwmark N)
   list [--stats|--rate|--thresholds|--persistent-conn|--tun-info|-S|-c|--timeout|--daemon] [--exact]
   validate FILE | apply FILE [--confirm-within SECONDS] | confirm | rollback
@@ -112,6 +112,7 @@ fn ctl(args: &[String]) -> ExitCode {
             Command::ConfigGet
         }
         Some("history") => Command::History,
+        Some("net") => Command::Net,
         Some("zero") => Command::Zero,
         Some("weight") => match (args.get(1), args.get(2), args.get(3).and_then(|w| w.parse().ok())) {
             (Some(service), Some(real), Some(weight)) => {
@@ -234,6 +235,8 @@ fn run(args: &[String]) -> ExitCode {
         }
     }
     let sim = take_flag(&mut args, &["--sim"]);
+    // The simulator is for host tests: never touch the host's network or sysctls.
+    opts.manage_system = !sim;
     if let Some(extra) = args.first() {
         eprintln!("lbd run: unknown option `{extra}`\n{USAGE}");
         return ExitCode::from(2);

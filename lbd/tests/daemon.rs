@@ -30,6 +30,7 @@ impl Env {
             keep: 10,
             interval: Duration::from_secs(3600),
             conn_proc: self.dir.join("ip_vs_conn"),
+            manage_system: false,
         }
     }
     fn daemon(&self) -> Daemon {

@@ -117,6 +117,8 @@ pub enum Command {
     },
     /// The kept config versions.
     History,
+    /// Live links, addresses and routes (what `ip addr` / `ip route` show).
+    Net,
 }
 
 /// A response line.
