@@ -428,6 +428,9 @@ pub struct App {
     due: HashMap<&'static str, u64>,
     lbd_log_seq: u64,
     pending_hash_for: Option<Purpose>,
+    /// A password set while the applied config is invalid: it cannot be
+    /// persisted alone, so it rides along with the next (valid) apply.
+    pub unsaved_hash: Option<String>,
 }
 
 fn cmd_kind(c: &Command) -> &'static str {
@@ -528,6 +531,7 @@ impl App {
             due: HashMap::new(),
             lbd_log_seq: 0,
             pending_hash_for: None,
+            unsaved_hash: None,
         }
     }
 
@@ -896,7 +900,7 @@ impl App {
     }
 
     fn take_config(&mut self, text: String) {
-        self.hash = hash_of(&text);
+        self.hash = hash_of(&text).or_else(|| self.unsaved_hash.clone());
         self.applied = lbd::config::parse(&text, "applied").ok();
         self.applied_text = Some(text);
         if self.mode == Mode::Loading {
@@ -979,9 +983,22 @@ impl App {
         }
         let mut cfg = self.applied.clone().unwrap_or_default();
         if self.applied.is_none() && self.applied_text.as_deref().is_some_and(|t| !t.trim().is_empty()) {
-            if let Some(f) = self.form.as_mut() {
-                f.errors = vec!["the applied config is invalid: fix it (or reset to defaults) first".into()];
+            // lbd refuses any apply while the rest of the config is invalid:
+            // keep the hash for this session and every staged edit.
+            self.unsaved_hash = Some(h.clone());
+            self.hash = Some(h.clone());
+            if let Some(s) = self.staged.as_mut() {
+                s.system.console_password = Some(h);
             }
+            self.form = None;
+            if self.mode == Mode::FirstBoot {
+                self.mode = Mode::Main;
+                self.screen = Screen::Dashboard;
+            }
+            self.say(
+                "Password NOT SAVED yet: the config is invalid. Fix it (or reset); the password is applied with it.",
+                true,
+            );
             return;
         }
         cfg.system.console_password = Some(h);
