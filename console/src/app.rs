@@ -812,7 +812,7 @@ impl App {
                 } else {
                     Err(resp_errors(&r))
                 };
-                let old = self.applied_text.clone().unwrap_or_default();
+                let old = self.diff_base();
                 self.review = Some(Review { diff: diff::diff(&old, &text, 2), text, changes });
             }
             Command::Apply { text, confirm_within } => {
@@ -892,10 +892,19 @@ impl App {
             (Some(Purpose::Password), Some(f)) => f.errors = errors,
             _ => {
                 let text = self.staged.as_ref().map(Config::to_toml).unwrap_or_default();
-                let old = self.applied_text.clone().unwrap_or_default();
+                let old = self.diff_base();
                 self.say("Apply refused: nothing was changed.", true);
                 self.review = Some(Review { diff: diff::diff(&old, &text, 2), text, changes: Err(errors) });
             }
+        }
+    }
+
+    /// The applied config as the console would write it, so the review
+    /// diff shows what changes, not how the operator formatted the file.
+    fn diff_base(&self) -> String {
+        match &self.applied {
+            Some(c) => c.to_toml(),
+            None => self.applied_text.clone().unwrap_or_default(),
         }
     }
 
