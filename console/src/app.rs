@@ -1208,7 +1208,7 @@ impl App {
             Screen::Dashboard => {}
             Screen::Services => self.services_key(k),
             Screen::Network => self.network_key(k),
-            Screen::Connections => self.list_key(k, self.conn_lines().len()),
+            Screen::Connections => self.list_key(k, self.conn_rows().len()),
             Screen::Logs => self.logs_key(k),
             Screen::System => self.system_key(k),
             Screen::Changes => self.changes_key(k, out),
@@ -1569,13 +1569,18 @@ impl App {
         }
     }
 
-    /// The connection lines matching the filter.
-    pub fn conn_lines(&self) -> Vec<String> {
+    /// The connections matching the filter (on every column).
+    pub fn conn_rows(&self) -> Vec<&Conn> {
         let f = self.conn_filter.to_ascii_lowercase();
         match &self.conns {
-            Ok(c) => c.iter().map(Conn::line).filter(|l| f.is_empty() || l.to_ascii_lowercase().contains(&f)).collect(),
+            Ok(c) => c.iter().filter(|c| f.is_empty() || c.line().to_ascii_lowercase().contains(&f)).collect(),
             Err(_) => Vec::new(),
         }
+    }
+
+    /// The matching connections as one line each (what the filter sees).
+    pub fn conn_lines(&self) -> Vec<String> {
+        self.conn_rows().into_iter().map(Conn::line).collect()
     }
 
     /// The log lines shown (source, level, filter), oldest first.

@@ -328,7 +328,11 @@ fn draw_dashboard(app: &App, th: &Th, f: &mut Frame, area: Rect) {
     let [top, mid, bottom] = Layout::vertical([
         Constraint::Length(8),
         Constraint::Min(4),
-        Constraint::Length(if area.height >= 30 { 10 } else { 6 }),
+        Constraint::Length(match (area.height >= 30, invalid) {
+            (true, _) => 10,
+            (false, false) => 6,
+            (false, true) => 4,
+        }),
     ])
     .areas(area);
     let [sys, net] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(top);
@@ -737,29 +741,56 @@ fn draw_network(app: &App, th: &Th, f: &mut Frame, area: Rect) {
 }
 
 fn draw_conns(app: &App, th: &Th, f: &mut Frame, area: Rect) {
-    let lines = app.conn_lines();
+    let rows = app.conn_rows();
     let total = app.conns.as_ref().map(Vec::len).unwrap_or(0);
+    // Column widths from the content; the expiry is left out below 100 columns.
+    let wide = area.width >= 100;
+    let cells: Vec<[String; 6]> = rows
+        .iter()
+        .map(|c| {
+            [
+                c.protocol.clone(),
+                format!("{:02}:{:02}", c.expires / 60, c.expires % 60),
+                c.state.clone(),
+                model::hostport(&c.client.0, c.client.1),
+                model::hostport(&c.virt.0, c.virt.1),
+                model::hostport(&c.dest.0, c.dest.1),
+            ]
+        })
+        .collect();
+    let head = ["Pro", "Expire", "State", "Source", "Virtual", "Destination"];
+    let mut wid: Vec<usize> = head.iter().map(|h| h.len()).collect();
+    for c in &cells {
+        for (i, x) in c.iter().enumerate() {
+            wid[i] = wid[i].max(x.chars().count());
+        }
+    }
+    let fmt_row = |c: [&str; 6]| {
+        let mut parts = Vec::new();
+        for (i, x) in c.iter().enumerate() {
+            if i == 1 && !wide {
+                continue;
+            }
+            parts.push(if i == 5 { x.to_string() } else { fit(x, wid[i]) });
+        }
+        parts.join(" ")
+    };
+    let items: Vec<String> = cells.iter().map(|c| fmt_row([&c[0], &c[1], &c[2], &c[3], &c[4], &c[5]])).collect();
     let mut l = vec![
         Line::from(vec![
             Span::raw("Filter: "),
             Span::styled(format!("{}{}", app.conn_filter, if app.filter_edit { "_" } else { "" }), th.bold()),
-            Span::raw(format!("   ({} of {total} shown; / to filter)", lines.len())),
+            Span::raw(format!("   ({} of {total} shown; / to filter)", rows.len())),
         ]),
-        Line::styled(
-            format!(
-                " {:<5} {:>5} {:<12} {:<22} {:<22} {}",
-                "Pro", "Expir", "State", "Source", "Virtual", "Destination"
-            ),
-            th.bold(),
-        ),
+        Line::styled(format!(" {}", fmt_row(head)), th.bold()),
     ];
     if let Err(e) = &app.conns {
         l.push(Line::styled(format!("cannot read connections: {e}"), th.bad()));
-    } else if lines.is_empty() {
+    } else if items.is_empty() {
         l.push(Line::from(" no connections"));
     }
     let h = area.height.saturating_sub(4) as usize;
-    l.extend(list_lines(&lines, (!lines.is_empty()).then(|| app.selected().min(lines.len() - 1)), h, th));
+    l.extend(list_lines(&items, (!items.is_empty()).then(|| app.selected().min(items.len() - 1)), h, th));
     f.render_widget(Paragraph::new(l).block(th.block(" Connections (ipvsadm -Lnc) ")), area);
 }
 
