@@ -266,11 +266,19 @@ pub struct Options {
     pub ascii: bool,
     /// Colours allowed (state never relies on colour alone).
     pub color: bool,
+    /// Seconds lbd waits for `confirm` after an apply from the console.
+    pub confirm_within_s: u64,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { idle_logout_ms: 10 * 60 * 1000, tty: String::new(), ascii: false, color: true }
+        Options {
+            idle_logout_ms: 10 * 60 * 1000,
+            tty: String::new(),
+            ascii: false,
+            color: true,
+            confirm_within_s: CONFIRM_WITHIN,
+        }
     }
 }
 
@@ -1156,7 +1164,7 @@ impl App {
         }
         let text = cfg.to_toml();
         self.apply = ApplyState::Applying { text: text.clone(), purpose: Purpose::Staged };
-        self.send(Command::Apply { text, confirm_within: Some(CONFIRM_WITHIN) }, out);
+        self.send(Command::Apply { text, confirm_within: Some(self.opts.confirm_within_s) }, out);
     }
 
     fn main_key(&mut self, k: KeyEvent, out: &mut Vec<Effect>) {

@@ -114,7 +114,8 @@ fn main() -> ExitCode {
     let (area, fixed) = setup_size(args.size);
     let term = std::env::var("TERM").unwrap_or_default();
     let (ascii, color) = Options::for_term(&term);
-    let opts = Options { idle_logout_ms: args.idle_min * 60_000, tty: args.tty.clone(), ascii, color };
+    let opts =
+        Options { idle_logout_ms: args.idle_min * 60_000, tty: args.tty.clone(), ascii, color, ..Options::default() };
 
     if let Err(e) = crossterm::terminal::enable_raw_mode() {
         eprintln!("console: cannot set raw mode: {e}");

@@ -923,7 +923,10 @@ fn draw_changes(app: &App, th: &Th, f: &mut Frame, area: Rect) {
     if app.staged.is_none() {
         if l.is_empty() {
             l.push(Line::from("No staged changes. Edits on the Services, Network and System screens"));
-            l.push(Line::from("are staged here; apply them together, then confirm within 60 s."));
+            l.push(Line::from(format!(
+                "are staged here; apply them together, then confirm within {} s.",
+                app.opts.confirm_within_s
+            )));
         }
         f.render_widget(Paragraph::new(l).wrap(Wrap { trim: false }).block(th.block(" Changes ")), area);
         return;

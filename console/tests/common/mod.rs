@@ -100,7 +100,7 @@ impl Harness {
         let daemon = Daemon::new(opts, Box::new(kernel.clone()), ring.clone());
         rt.block_on(daemon.reconcile());
         Harness {
-            app: App::new(Options { idle_logout_ms: 600_000, tty: "ttyS0".into(), ascii: false, color: true }),
+            app: App::new(Options { idle_logout_ms: 600_000, tty: "ttyS0".into(), ..Options::default() }),
             daemon,
             kernel,
             ring,
