@@ -1198,6 +1198,10 @@ impl App {
             self.scroll = 0;
             return;
         }
+        // Ctrl-C, Ctrl-Z, Ctrl-\ (which terminals send as Ctrl-4) ... do nothing.
+        if k.modifiers.intersects(KeyModifiers::CONTROL | KeyModifiers::ALT) {
+            return;
+        }
         let target = match k.code {
             KeyCode::F(n @ 1..=7) => Some(Screen::ALL[usize::from(n) - 1].0),
             KeyCode::Char(c @ '1'..='7') => Some(Screen::ALL[(c as usize) - ('1' as usize)].0),

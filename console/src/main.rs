@@ -133,17 +133,30 @@ fn main() -> ExitCode {
     code
 }
 
-fn run(args: Args, area: Rect, fixed: bool, opts: Options) -> ExitCode {
-    let backend = CrosstermBackend::new(std::io::stdout());
-    let mut terminal = match Terminal::with_options(backend, TerminalOptions { viewport: Viewport::Fixed(area) }) {
+type Term = Terminal<CrosstermBackend<std::io::Stdout>>;
+
+/// A terminal drawing into `area`, after wiping the screen. Used at start,
+/// for Ctrl-L and on resize instead of `Terminal::clear`/`resize`, which ask
+/// the terminal for the cursor position (ESC[6n) and stall for seconds on a
+/// serial peer that does not answer.
+fn fresh_terminal(area: Rect) -> std::io::Result<Term> {
+    let mut out = std::io::stdout();
+    out.write_all(b"\x1b[0m\x1b[H\x1b[2J")?;
+    out.flush()?;
+    let mut t =
+        Terminal::with_options(CrosstermBackend::new(out), TerminalOptions { viewport: Viewport::Fixed(area) })?;
+    t.hide_cursor()?;
+    Ok(t)
+}
+
+fn run(args: Args, mut area: Rect, fixed: bool, opts: Options) -> ExitCode {
+    let mut terminal = match fresh_terminal(area) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("console: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let _ = terminal.clear();
-    let _ = terminal.hide_cursor();
 
     let (tx, rx) = mpsc::channel::<Msg>();
     // Input: blocking reads on the tty.
@@ -179,6 +192,7 @@ fn run(args: Args, area: Rect, fixed: bool, opts: Options) -> ExitCode {
 
     let start = Instant::now();
     let mut app = App::new(opts);
+    let mut last_draw = 0u64;
     loop {
         let first = rx.recv_timeout(Duration::from_millis(250));
         let now = start.elapsed().as_millis() as u64;
@@ -190,12 +204,15 @@ fn run(args: Args, area: Rect, fixed: bool, opts: Options) -> ExitCode {
             Err(mpsc::RecvTimeoutError::Disconnected) => return ExitCode::FAILURE,
         }
         batch.extend(rx.try_iter());
+        // Redraw after input or answers; otherwise once a second for the
+        // clocks. Even an unchanged frame costs ~20 bytes of escapes.
+        let due = !batch.is_empty() || now.saturating_sub(last_draw) >= 1000;
         let mut clear = false;
         for m in batch {
             match m {
                 Msg::App(ev) => effects.extend(app.handle(ev)),
                 Msg::Resize(w, h) if !fixed && w > 0 && h > 0 => {
-                    let _ = terminal.resize(Rect::new(0, 0, w, h));
+                    area = Rect::new(0, 0, w, h);
                     clear = true;
                 }
                 Msg::Resize(..) => {}
@@ -217,8 +234,18 @@ fn run(args: Args, area: Rect, fixed: bool, opts: Options) -> ExitCode {
             }
         }
         if clear {
-            let _ = terminal.clear();
+            match fresh_terminal(area) {
+                Ok(t) => terminal = t,
+                Err(e) => {
+                    eprintln!("console: cannot repaint: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
         }
+        if !(due || clear) {
+            continue;
+        }
+        last_draw = now;
         if let Err(e) = terminal.draw(|f| console::ui::draw(&app, f)) {
             eprintln!("console: cannot draw: {e}");
             return ExitCode::FAILURE;

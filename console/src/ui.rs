@@ -118,7 +118,7 @@ pub fn draw(app: &App, f: &mut Frame) {
                 Screen::Changes => draw_changes(app, &th, f, main),
             }
             if let Some(form) = &app.form {
-                let r = popup(main, 76, 20);
+                let r = popup(main, main.width.min(100), 22);
                 draw_form(form, &th, f, r, app.apply != ApplyState::Idle);
             }
             if let Some(ask) = &app.ask {

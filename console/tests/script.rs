@@ -336,10 +336,13 @@ fn ctrl_keys_redraw_and_never_quit() {
     h.login(PW);
     h.ctrl('l');
     assert_eq!(h.log.last(), Some(&Effect::ClearScreen));
-    for c in ['c', 'z', '\\', 'd'] {
+    h.key(KeyCode::Char('2'));
+    // Ctrl-\ arrives as Ctrl-4 from crossterm: it must not switch screens.
+    for c in ['c', 'z', '\\', '4', 'd', '1'] {
         h.ctrl(c);
     }
     assert_eq!(h.app.mode, Mode::Main);
+    assert_eq!(h.app.screen, Screen::Services);
 }
 
 #[test]
