@@ -389,3 +389,40 @@ fn invalid_hash_is_never_accepted() {
     assert_ne!(h.app.mode, Mode::Main, "a plaintext 'hash' must not log anyone in");
     let _ = test_hash("x");
 }
+
+#[test]
+fn set_password_from_the_system_screen_and_edit_then_delete_a_service() {
+    let mut h = Harness::with_password("syspw", PW);
+    h.login(PW);
+    h.key(KeyCode::Char('6'));
+    h.key(KeyCode::Char('p'));
+    h.typ("new-password-1");
+    h.key(KeyCode::Tab);
+    h.typ("new-password-1");
+    h.key(KeyCode::Enter);
+    let a = applies(&h);
+    assert_eq!(a.len(), 1);
+    let hash = lbd::config::parse(&a[0].0, "t").unwrap().system.console_password.unwrap();
+    assert_eq!(password::verify("new-password-1", &hash), Ok(true));
+    assert_eq!(password::verify(PW, &hash), Ok(false));
+    h.screen(80, 24).has("Console password set.");
+
+    // Edit web's scheduler, then delete it: both staged, the password kept.
+    h.key(KeyCode::Char('2'));
+    h.key(KeyCode::Char('e'));
+    h.key(KeyCode::Tab);
+    h.key(KeyCode::Tab);
+    h.key(KeyCode::Tab);
+    h.key(KeyCode::Tab);
+    h.key(KeyCode::Right); // wrr -> lc
+    h.key(KeyCode::Enter);
+    assert_eq!(h.app.staged.as_ref().unwrap().services[0].scheduler, Scheduler::Lc);
+    assert_eq!(h.app.staged.as_ref().unwrap().services[0].reals.len(), 2, "reals kept by the edit");
+    h.key(KeyCode::Char('d'));
+    h.screen(80, 24).has("Delete service web? y/n");
+    h.key(KeyCode::Char('y'));
+    let staged = h.app.staged.clone().unwrap();
+    assert!(staged.services.is_empty());
+    assert_eq!(staged.system.console_password.as_deref(), Some(hash.as_str()));
+    assert_eq!(h.app.notes, vec!["edit service web", "delete service web"]);
+}
