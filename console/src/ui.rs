@@ -325,16 +325,17 @@ fn fit(s: &str, w: usize) -> String {
 fn draw_dashboard(app: &App, th: &Th, f: &mut Frame, area: Rect) {
     let wide = area.width >= 120;
     let invalid = app.status.as_ref().is_some_and(|s| s.config.status.state == "invalid");
-    let [top, mid, bottom] = Layout::vertical([
-        Constraint::Length(8),
-        Constraint::Min(4),
-        Constraint::Length(match (area.height >= 30, invalid) {
-            (true, _) => 10,
-            (false, false) => 6,
-            (false, true) => 4,
-        }),
-    ])
-    .areas(area);
+    // Services (or config errors) get what they need; recent events the rest,
+    // at least 4 rows (6 on a normal screen when the config is fine).
+    let want = if invalid {
+        4 + app.status.as_ref().map(|s| 2 * s.config.status.errors.len() as u16).unwrap_or(0)
+    } else {
+        3 + app.svc_rows().len().max(1) as u16
+    };
+    let events_min = if invalid { 4 } else { 6 };
+    let mid_h = want.clamp(4, area.height.saturating_sub(8 + events_min).max(4));
+    let [top, mid, bottom] =
+        Layout::vertical([Constraint::Length(8), Constraint::Length(mid_h), Constraint::Min(4)]).areas(area);
     let [sys, net] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(top);
 
     // System
@@ -590,9 +591,9 @@ fn draw_services(app: &App, th: &Th, f: &mut Frame, area: Rect) {
     let rows = app.svc_rows();
     let head = if wide {
         format!(
-            "{} {} {:>5} {:>5} {:>9} {:>7} {:>7} {:>6} {:>7} {:>7} {:>8} {:>8} {}",
-            fit("Name", 16),
-            fit("Virtual service", 28),
+            "{} {} {:>5} {:>5} {:>9} {:>7} {:>7} {:>6} {:>7} {:>7} {:>7} {:>7} {}",
+            fit("Name", 14),
+            fit("Virtual service", 26),
             "Sched",
             "Reals",
             "Up/Qu/Dr",
@@ -624,9 +625,9 @@ fn draw_services(app: &App, th: &Th, f: &mut Frame, area: Rect) {
             let uqd = format!("{}/{}/{}", r.up, r.quiesced, r.draining);
             if wide {
                 format!(
-                    "{} {} {:>5} {:>5} {:>9} {:>7} {:>7} {:>6} {:>7} {:>7} {:>8} {:>8} {}",
-                    fit(&r.label, 16),
-                    fit(&r.key, 28),
+                    "{} {} {:>5} {:>5} {:>9} {:>7} {:>7} {:>6} {:>7} {:>7} {:>7} {:>7} {}",
+                    fit(&r.label, 14),
+                    fit(&r.key, 26),
                     r.sched,
                     r.reals,
                     uqd,
