@@ -14,6 +14,7 @@ use crate::diff::{self, Line};
 use crate::forms::{self, Form, FormAction, FormKind};
 use crate::model::{self, Conn, LiveService, LogLine, Status, Version};
 use crate::password;
+use crate::sysnet::NetSnapshot;
 
 /// Seconds lbd waits for `confirm` after a console apply.
 pub const CONFIRM_WITHIN: u64 = 60;
@@ -53,6 +54,8 @@ pub enum Effect {
         /// Stored.
         hash: String,
     },
+    /// Read links, addresses and routes from the kernel; `Event::Network`.
+    ReadNetwork,
     /// Clear the terminal and repaint every cell (Ctrl-L).
     ClearScreen,
 }
@@ -74,6 +77,8 @@ pub enum Event {
     PasswordHashed(Result<String, String>),
     /// Whether the password matched.
     PasswordChecked(Result<bool, String>),
+    /// The live network state.
+    Network(Result<NetSnapshot, String>),
 }
 
 /// Top-level mode.
@@ -392,6 +397,8 @@ pub struct App {
     pub boot_report: Option<Result<Value, String>>,
     /// init's children.
     pub children: Option<Result<Value, String>>,
+    /// Live links, addresses, routes.
+    pub net: Option<Result<NetSnapshot, String>>,
     /// Current screen.
     pub screen: Screen,
     /// Selected row per screen.
@@ -515,6 +522,7 @@ impl App {
             history: Vec::new(),
             boot_report: None,
             children: None,
+            net: None,
             screen: Screen::Dashboard,
             sel: HashMap::new(),
             svc_open: None,
@@ -607,6 +615,10 @@ impl App {
             }
             Event::PasswordChecked(r) => self.password_checked(r, &mut out),
             Event::PasswordHashed(r) => self.password_hashed(r, &mut out),
+            Event::Network(r) => {
+                self.inflight.remove("net");
+                self.net = Some(r);
+            }
         }
         out.extend(self.refresh());
         out
@@ -658,6 +670,7 @@ impl App {
                 let after = self.lbd_log_seq;
                 match self.screen {
                     Screen::Dashboard => {
+                        self.poll_net(5000, &mut out);
                         self.poll_lbd("services", 2000, Command::Services, &mut out);
                         self.poll_lbd("logs", 2000, Command::Logs { after, max: Some(200) }, &mut out);
                     }
@@ -669,7 +682,10 @@ impl App {
                         self.poll_lbd("logs", 2000, Command::Logs { after, max: Some(200) }, &mut out);
                         self.poll_init(InitCmd::Logs, 3000, &mut out);
                     }
-                    Screen::Network => self.poll_init(InitCmd::BootReport, 10_000, &mut out),
+                    Screen::Network => {
+                        self.poll_net(3000, &mut out);
+                        self.poll_init(InitCmd::BootReport, 10_000, &mut out);
+                    }
                     Screen::System => {
                         self.poll_lbd("history", 10_000, Command::History, &mut out);
                         self.poll_init(InitCmd::Children, 10_000, &mut out);
@@ -689,6 +705,15 @@ impl App {
         self.inflight.insert(key);
         self.due.insert(key, self.now + every);
         out.push(Effect::Lbd(cmd));
+    }
+
+    fn poll_net(&mut self, every: u64, out: &mut Vec<Effect>) {
+        if self.inflight.contains("net") || self.now < self.due.get("net").copied().unwrap_or(0) {
+            return;
+        }
+        self.inflight.insert("net");
+        self.due.insert("net", self.now + every);
+        out.push(Effect::ReadNetwork);
     }
 
     fn poll_init(&mut self, c: InitCmd, every: u64, out: &mut Vec<Effect>) {

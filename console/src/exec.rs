@@ -144,6 +144,7 @@ impl Executor {
             Effect::VerifyPassword { password: pw, hash } => {
                 Event::PasswordChecked(password::verify(&pw, &hash).map_err(|e| e.0))
             }
+            Effect::ReadNetwork => Event::Network(crate::sysnet::read()),
             Effect::ClearScreen => return None,
         })
     }

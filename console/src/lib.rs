@@ -10,4 +10,5 @@ pub mod exec;
 pub mod forms;
 pub mod model;
 pub mod password;
+pub mod sysnet;
 pub mod ui;

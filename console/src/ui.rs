@@ -383,23 +383,40 @@ fn draw_dashboard(app: &App, th: &Th, f: &mut Frame, area: Rect) {
     }
     f.render_widget(Paragraph::new(l).wrap(Wrap { trim: true }).block(th.block(" System ")), sys);
 
-    // Interfaces: lbd exposes none yet.
-    let mut l = vec![Line::styled("Live interfaces: NOT AVAILABLE YET", th.warn())];
-    l.push(Line::styled("(lbd does not report links/addresses)", th.dim()));
-    if let Some(c) = app.applied.as_ref() {
-        l.push(Line::from("Configured:"));
-        for i in &c.interfaces {
-            let a = i.addresses.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ");
-            l.push(Line::from(format!(" {} {a}", i.name)));
+    // Network: live links (read by the console) and the static VIPs' presence.
+    let mut l = Vec::new();
+    let live = match &app.net {
+        Some(Ok(n)) => Some(n),
+        Some(Err(e)) => {
+            l.push(Line::styled(format!("cannot read links: {e}"), th.bad()));
+            None
         }
-        for v in &c.vips {
-            l.push(Line::from(format!(" VIP {} on {}", v.address, v.interface)));
+        None => {
+            l.push(Line::from("reading links..."));
+            None
         }
-        if c.interfaces.is_empty() && c.vips.is_empty() {
-            l.push(Line::from(" (none)"));
+    };
+    if let Some(n) = live {
+        for k in n.links.iter().filter(|k| k.name != "lo") {
+            let st = if k.up && k.oper != "down" && k.oper != "lowerlayerdown" { Style::default() } else { th.warn() };
+            l.push(Line::styled(k.line(), st));
+        }
+        for r in n.routes.iter().filter(|r| r.starts_with("default")) {
+            l.push(Line::from(r.clone()));
         }
     }
-    f.render_widget(Paragraph::new(l).block(th.block(" Network ")), net);
+    if let Some(c) = app.applied.as_ref() {
+        for v in &c.vips {
+            let on = live.map(|n| n.links.iter().any(|k| k.addrs.contains(&v.address.to_string())));
+            let (word, st) = match on {
+                Some(true) => ("present", Style::default()),
+                Some(false) => ("MISSING", th.bad()),
+                None => ("?", Style::default()),
+            };
+            l.push(Line::styled(format!("VIP {} on {}: {word}", v.address, v.interface), st));
+        }
+    }
+    f.render_widget(Paragraph::new(l).block(th.block(" Network (live) ")), net);
 
     // Services or config errors
     if invalid {
@@ -666,8 +683,13 @@ fn draw_services(app: &App, th: &Th, f: &mut Frame, area: Rect) {
 }
 
 fn draw_network(app: &App, th: &Th, f: &mut Frame, area: Rect) {
-    let [cfg_area, live] = Layout::vertical([Constraint::Min(5), Constraint::Length(6)]).areas(area);
     let items = app.net_items();
+    let live_rows = match &app.net {
+        Some(Ok(n)) => n.links.len() + n.routes.len(),
+        _ => 1,
+    } + usize::from(app.boot_report.is_some());
+    let live_h = (live_rows as u16 + 2).clamp(4, area.height.saturating_sub(6).max(4));
+    let [cfg_area, live] = Layout::vertical([Constraint::Min(5), Constraint::Length(live_h)]).areas(area);
     let c = app.view_cfg();
     let lines: Vec<String> = items
         .iter()
@@ -724,10 +746,25 @@ fn draw_network(app: &App, th: &Th, f: &mut Frame, area: Rect) {
     let title = if app.staged.is_some() { " Configured network (STAGED) " } else { " Configured network " };
     f.render_widget(Paragraph::new(l).block(th.block(title)), cfg_area);
 
-    let mut l = vec![Line::styled(
-        "Live links, addresses and routes: NOT AVAILABLE YET (lbd does not report them).",
-        th.warn(),
-    )];
+    let mut l = Vec::new();
+    match &app.net {
+        Some(Ok(n)) => {
+            for k in &n.links {
+                let mut s = k.line();
+                if !k.mac.is_empty() && k.name != "lo" {
+                    s.push_str(&format!("  {}", k.mac));
+                }
+                if let Some(m) = k.mtu {
+                    s.push_str(&format!(" mtu {m}"));
+                }
+                let down = !k.up || k.oper == "down" || k.oper == "lowerlayerdown";
+                l.push(Line::styled(s, if down { th.warn() } else { Style::default() }));
+            }
+            l.extend(n.routes.iter().map(|r| Line::from(format!("route {r}"))));
+        }
+        Some(Err(e)) => l.push(Line::styled(format!("cannot read links: {e}"), th.bad())),
+        None => l.push(Line::from("reading links...")),
+    }
     match &app.boot_report {
         Some(Ok(v)) => {
             let mut out = Vec::new();
@@ -738,7 +775,7 @@ fn draw_network(app: &App, th: &Th, f: &mut Frame, area: Rect) {
         Some(Err(e)) => l.push(Line::styled(format!("boot report: {e}"), th.dim())),
         None => {}
     }
-    f.render_widget(Paragraph::new(l).wrap(Wrap { trim: false }).block(th.block(" Live ")), live);
+    f.render_widget(Paragraph::new(l).block(th.block(" Live (from the kernel) ")), live);
 }
 
 fn draw_conns(app: &App, th: &Th, f: &mut Frame, area: Rect) {

@@ -96,9 +96,13 @@ fn dashboard() {
         s.row_has(1, &["[1 Dashboard]", "2 Services", "7 Changes"]);
         s.has("IPVS 1.2.1: 1 svc, 2 reals");
         s.has("Config OK (1 services)");
-        // The live-interface panel is a labelled placeholder.
-        s.has("Live interfaces: NOT AVAILABLE YET");
-        s.has(" lan 192.168.100.244/24");
+        // Live links (lo left out), the default route, the static VIP found on a link.
+        s.row_has(s.has("Network (live)").0, &["System"]);
+        s.has("lan        UP/up 192.168.100.244/24");
+        s.has("wan        DOWN/down");
+        assert!(s.find("127.0.0.1").is_none());
+        s.has("default via 192.168.100.1 dev lan");
+        s.has("VIP 192.168.100.111/32 on lan: present");
         let row = s.row_of("TCP 192.168.100.111:80");
         assert!(row.contains("web"), "{row}");
         // Up column: 2 reals up, 0 quiesced, 0 draining.
@@ -186,11 +190,17 @@ fn service_form_shows_field_errors() {
 fn network_screen() {
     let mut h = logged_in("s-net");
     h.key(KeyCode::Char('3'));
-    both(&h, |s, _, _| {
+    both(&h, |s, w, _| {
         s.has(">iface lan        192.168.100.244/24");
         s.has("route default            via 192.168.100.1");
         s.has("vip   192.168.100.111/32 on lan");
-        s.has("Live links, addresses and routes: NOT AVAILABLE YET");
+        s.has("Live (from the kernel)");
+        s.has("lan        UP/up 192.168.100.244/24 192.168.100.111/32");
+        if w >= 120 {
+            s.has("lan        UP/up 192.168.100.244/24 192.168.100.111/32  52:54:00:12:34:56 mtu 1500");
+        }
+        s.has("lo         UP/unknown 127.0.0.1/8 mtu 65536");
+        s.has("route 192.168.100.0/24 dev lan");
         s.has("boot report: init not reachable");
     });
 }

@@ -44,6 +44,40 @@ weight = 3
 address = "192.168.100.32"
 "#;
 
+/// A box with `lan` up and the VIP on it, `wan` down.
+pub fn fake_net() -> console::sysnet::NetSnapshot {
+    use console::sysnet::{Link, NetSnapshot};
+    NetSnapshot {
+        links: vec![
+            Link {
+                name: "lan".into(),
+                up: true,
+                oper: "up".into(),
+                mac: "52:54:00:12:34:56".into(),
+                mtu: Some(1500),
+                addrs: vec!["192.168.100.244/24".into(), "192.168.100.111/32".into()],
+            },
+            Link {
+                name: "lo".into(),
+                up: true,
+                oper: "unknown".into(),
+                mac: String::new(),
+                mtu: Some(65536),
+                addrs: vec!["127.0.0.1/8".into()],
+            },
+            Link {
+                name: "wan".into(),
+                up: false,
+                oper: "down".into(),
+                mac: "52:54:00:ab:cd:ef".into(),
+                mtu: Some(1500),
+                addrs: vec![],
+            },
+        ],
+        routes: vec!["default via 192.168.100.1 dev lan".into(), "192.168.100.0/24 dev lan".into()],
+    }
+}
+
 pub struct Harness {
     pub app: App,
     pub daemon: Daemon,
@@ -56,6 +90,8 @@ pub struct Harness {
     pub log: Vec<Effect>,
     /// Answer for init requests.
     pub init: Result<serde_json::Value, String>,
+    /// What the kernel's network looks like.
+    pub net: Result<console::sysnet::NetSnapshot, String>,
     next_id: u64,
 }
 
@@ -109,6 +145,7 @@ impl Harness {
             now: 1000,
             log: Vec::new(),
             init: Err("init not reachable (/run/init.sock): No such file or directory".into()),
+            net: Ok(fake_net()),
             next_id: 1,
         }
     }
@@ -141,6 +178,7 @@ impl Harness {
             Effect::VerifyPassword { password: p, hash } => {
                 Event::PasswordChecked(password::verify(&p, &hash).map_err(|e| e.0))
             }
+            Effect::ReadNetwork => Event::Network(self.net.clone()),
             Effect::ClearScreen => return None,
         })
     }
