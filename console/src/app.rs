@@ -56,6 +56,8 @@ pub enum Effect {
     },
     /// Read links, addresses and routes from the kernel; `Event::Network`.
     ReadNetwork,
+    /// Remember the failed-login count across console restarts (no answer).
+    SaveFailures(u32),
     /// Clear the terminal and repaint every cell (Ctrl-L).
     ClearScreen,
 }
@@ -273,6 +275,9 @@ pub struct Options {
     pub color: bool,
     /// Seconds lbd waits for `confirm` after an apply from the console.
     pub confirm_within_s: u64,
+    /// Failed logins before this process started (a restart, e.g. after a
+    /// hangup, does not reset the lockout).
+    pub initial_failures: u32,
 }
 
 impl Default for Options {
@@ -283,6 +288,7 @@ impl Default for Options {
             ascii: false,
             color: true,
             confirm_within_s: CONFIRM_WITHIN,
+            initial_failures: 0,
         }
     }
 }
@@ -500,13 +506,14 @@ pub fn hash_of(text: &str) -> Option<String> {
 impl App {
     /// A console that has not heard from anyone yet.
     pub fn new(opts: Options) -> Self {
+        let failures = opts.initial_failures;
         App {
             opts,
             now: 0,
             mode: Mode::Loading,
             login_input: String::new(),
-            failures: 0,
-            locked_until: 0,
+            failures,
+            locked_until: password::lockout_ms(failures),
             checking: false,
             last_key: 0,
             status: None,
@@ -983,7 +990,7 @@ impl App {
         }
     }
 
-    fn password_checked(&mut self, r: Result<bool, String>, _out: &mut [Effect]) {
+    fn password_checked(&mut self, r: Result<bool, String>, out: &mut Vec<Effect>) {
         self.checking = false;
         if self.mode != Mode::Login {
             return;
@@ -991,6 +998,9 @@ impl App {
         match r {
             Ok(true) => {
                 self.mode = Mode::Main;
+                if self.failures > 0 {
+                    out.push(Effect::SaveFailures(0));
+                }
                 self.failures = 0;
                 self.screen = Screen::Dashboard;
                 self.msg = None;
@@ -999,6 +1009,7 @@ impl App {
             Ok(false) => {
                 self.failures += 1;
                 self.locked_until = self.now + password::lockout_ms(self.failures);
+                out.push(Effect::SaveFailures(self.failures));
                 self.say("Wrong password.", true);
             }
             Err(e) => {

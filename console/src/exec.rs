@@ -112,6 +112,8 @@ pub struct Executor {
     pub config_file: PathBuf,
     /// PBKDF2 iterations for new password hashes.
     pub iterations: u32,
+    /// Where the failed-login count survives a restart (`/run`, tmpfs).
+    pub failures_file: Option<PathBuf>,
 }
 
 impl Executor {
@@ -122,6 +124,7 @@ impl Executor {
             init: InitClient::new(init_socket, Duration::from_secs(5)),
             config_file: config_file.to_path_buf(),
             iterations: password::DEFAULT_ITERATIONS,
+            failures_file: None,
         }
     }
 
@@ -145,9 +148,20 @@ impl Executor {
                 Event::PasswordChecked(password::verify(&pw, &hash).map_err(|e| e.0))
             }
             Effect::ReadNetwork => Event::Network(crate::sysnet::read()),
+            Effect::SaveFailures(n) => {
+                if let Some(f) = &self.failures_file {
+                    let _ = if n == 0 { std::fs::remove_file(f) } else { std::fs::write(f, n.to_string()) };
+                }
+                return None;
+            }
             Effect::ClearScreen => return None,
         })
     }
+}
+
+/// The failed-login count saved by a previous console on the same tty.
+pub fn load_failures(file: &Path) -> u32 {
+    std::fs::read_to_string(file).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
 }
 
 impl InitCmd {

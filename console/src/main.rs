@@ -85,6 +85,16 @@ fn setup_size(want: Option<TermSize>) -> (Rect, bool) {
     }
 }
 
+/// `/run/console-ttyS0.failures` (tmpfs: a reboot forgets it); none when
+/// /run is not writable (development).
+fn failures_file(tty: &str) -> Option<PathBuf> {
+    let run = std::path::Path::new("/run");
+    let name = if tty.is_empty() { "console.failures".to_string() } else { format!("console-{tty}.failures") };
+    let ok = std::fs::metadata(run).is_ok_and(|m| m.is_dir())
+        && rustix::fs::access(run, rustix::fs::Access::WRITE_OK).is_ok();
+    ok.then(|| run.join(name))
+}
+
 enum Msg {
     App(Event),
     Resize(u16, u16),
@@ -179,6 +189,7 @@ fn run(args: Args, mut area: Rect, fixed: bool, opts: Options) -> ExitCode {
     let (etx, erx) = mpsc::channel::<Effect>();
     let mut exec = Executor::new(&args.socket, &args.init_socket, &args.config);
     exec.iterations = args.iterations;
+    exec.failures_file = failures_file(&args.tty);
     let wtx = tx.clone();
     std::thread::spawn(move || {
         while let Ok(e) = erx.recv() {

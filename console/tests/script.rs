@@ -57,6 +57,9 @@ fn wrong_password_locks_out_with_growing_delay_then_right_one_opens_the_dashboar
     assert_eq!(h.app.mode, Mode::Main);
     assert_eq!(h.app.screen, Screen::Dashboard);
     assert_eq!(h.app.failures, 0);
+    let saved: Vec<u32> =
+        h.log.iter().filter_map(|e| if let Effect::SaveFailures(n) = e { Some(*n) } else { None }).collect();
+    assert_eq!(saved, [1, 2, 0], "the count survives a console restart");
     h.wait(500);
     let s = h.screen(80, 24);
     s.has("[1 Dashboard]");
@@ -425,4 +428,22 @@ fn set_password_from_the_system_screen_and_edit_then_delete_a_service() {
     assert!(staged.services.is_empty());
     assert_eq!(staged.system.console_password.as_deref(), Some(hash.as_str()));
     assert_eq!(h.app.notes, vec!["edit service web", "delete service web"]);
+}
+
+#[test]
+fn a_restarted_console_keeps_the_lockout() {
+    let app = console::app::App::new(console::app::Options { initial_failures: 3, ..Default::default() });
+    assert_eq!(app.failures, 3);
+    assert_eq!(app.lockout_left(), 4000);
+    let dir = std::env::temp_dir().join(format!("console-failures-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("console-ttyS0.failures");
+    let mut ex = console::exec::Executor::new(&dir.join("x"), &dir.join("y"), &dir.join("z"));
+    ex.failures_file = Some(f.clone());
+    assert!(ex.run(Effect::SaveFailures(4)).is_none());
+    assert_eq!(console::exec::load_failures(&f), 4);
+    ex.run(Effect::SaveFailures(0));
+    assert!(!f.exists());
+    assert_eq!(console::exec::load_failures(&f), 0);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -179,6 +179,7 @@ impl Harness {
                 Event::PasswordChecked(password::verify(&p, &hash).map_err(|e| e.0))
             }
             Effect::ReadNetwork => Event::Network(self.net.clone()),
+            Effect::SaveFailures(_) => return None,
             Effect::ClearScreen => return None,
         })
     }
