@@ -137,6 +137,8 @@ pub enum SysView {
     Config,
     /// Kept versions.
     History,
+    /// One kept version's text.
+    Version,
 }
 
 /// System menu: key, label.
@@ -399,6 +401,10 @@ pub struct App {
     pub conns: Result<Vec<Conn>, String>,
     /// Config history.
     pub history: Vec<Version>,
+    /// Selected history entry.
+    pub hist_sel: usize,
+    /// A kept version's number and text, as fetched.
+    pub old_version: Option<(usize, String)>,
     /// init's boot report.
     pub boot_report: Option<Result<Value, String>>,
     /// init's children.
@@ -470,6 +476,7 @@ fn cmd_kind(c: &Command) -> &'static str {
         Command::Zero => "zero",
         Command::Logs { .. } => "logs",
         Command::History => "history",
+        Command::HistoryGet { .. } => "history_get",
     }
 }
 
@@ -527,6 +534,8 @@ impl App {
             init_logs: Err("not asked yet".into()),
             conns: Ok(Vec::new()),
             history: Vec::new(),
+            hist_sel: 0,
+            old_version: None,
             boot_report: None,
             children: None,
             net: None,
@@ -840,6 +849,14 @@ impl App {
                 };
             }
             Command::History if r.ok => self.history = serde_json::from_value(data).unwrap_or_default(),
+            Command::HistoryGet { n } if r.ok => {
+                let text = data.get("text").and_then(Value::as_str).unwrap_or_default().to_string();
+                self.old_version = Some((n, text));
+                if self.screen == Screen::System {
+                    self.sys_view = SysView::Version;
+                    self.scroll = 0;
+                }
+            }
             Command::Validate { text } => {
                 if self.apply == ApplyState::Validating {
                     self.apply = ApplyState::Idle;
@@ -1258,7 +1275,7 @@ impl App {
             Screen::Network => self.network_key(k),
             Screen::Connections => self.list_key(k, self.conn_rows().len()),
             Screen::Logs => self.logs_key(k),
-            Screen::System => self.system_key(k),
+            Screen::System => self.system_key(k, out),
             Screen::Changes => self.changes_key(k, out),
         }
     }
@@ -1668,7 +1685,32 @@ impl App {
         }
     }
 
-    fn system_key(&mut self, k: KeyEvent) {
+    fn system_key(&mut self, k: KeyEvent, out: &mut Vec<Effect>) {
+        if self.sys_view == SysView::History {
+            match k.code {
+                KeyCode::Esc | KeyCode::Left | KeyCode::Char('q') => self.sys_view = SysView::Menu,
+                KeyCode::Up | KeyCode::Char('k') => self.hist_sel = self.hist_sel.saturating_sub(1),
+                KeyCode::Down | KeyCode::Char('j') => {
+                    self.hist_sel = (self.hist_sel + 1).min(self.history.len().saturating_sub(1))
+                }
+                KeyCode::Enter | KeyCode::Right => {
+                    if let Some(v) = self.history.get(self.hist_sel) {
+                        let n = v.n;
+                        self.send(Command::HistoryGet { n }, out);
+                    }
+                }
+                _ => {}
+            }
+            return;
+        }
+        if self.sys_view == SysView::Version && k.code == KeyCode::Char('s') {
+            self.restore_version();
+            return;
+        }
+        if self.sys_view == SysView::Version && matches!(k.code, KeyCode::Esc | KeyCode::Left | KeyCode::Char('q')) {
+            self.sys_view = SysView::History;
+            return;
+        }
         if self.sys_view != SysView::Menu {
             match k.code {
                 KeyCode::Esc | KeyCode::Left | KeyCode::Char('q') => self.sys_view = SysView::Menu,
@@ -1708,6 +1750,30 @@ impl App {
             }
             'R' => self.form = Form::open(FormKind::FactoryReset, &Config::default()),
             _ => {}
+        }
+    }
+
+    /// Stages the fetched old version, keeping the current password.
+    fn restore_version(&mut self) {
+        let Some((n, text)) = self.old_version.clone() else { return };
+        match lbd::config::parse(&text, &format!("version {n}")) {
+            Ok(mut cfg) => {
+                cfg.system.console_password = self.hash.clone();
+                match forms::check_whole(&cfg) {
+                    Ok(_) => {
+                        self.stage(cfg, format!("restore config version {n} (password kept)"));
+                        self.sys_view = SysView::Menu;
+                    }
+                    Err(e) => self.say(format!("Not staged: {}", e.join("; ")), true),
+                }
+            }
+            Err(errs) => self.say(
+                format!(
+                    "Version {n} is not valid now: {}",
+                    errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+                ),
+                true,
+            ),
         }
     }
 

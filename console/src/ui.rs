@@ -173,6 +173,8 @@ fn footer_keys(app: &App) -> String {
         Screen::Network => "i add iface  r add route  v add VIP  e edit  d delete  0 log out",
         Screen::Connections => "/ filter  Esc clear filter  Up/Down scroll  0 log out",
         Screen::Logs => "s source  f level  / filter  Up/Down scroll  End newest",
+        Screen::System if app.sys_view == SysView::History => "Up/Down select  Enter show  Esc back",
+        Screen::System if app.sys_view == SysView::Version => "s stage this version  Up/Down scroll  Esc back",
         Screen::System if app.sys_view != SysView::Menu => "Up/Down/PgUp/PgDn scroll  Esc back",
         Screen::System => "Up/Down + Enter, or the letter  0 log out",
         Screen::Changes => {
@@ -879,18 +881,25 @@ fn draw_system(app: &App, th: &Th, f: &mut Frame, area: Rect) {
             f.render_widget(Paragraph::new(lines).block(th.block(title)), area);
         }
         SysView::History => {
+            let mut items = Vec::new();
+            for v in &app.history {
+                items.push(format!("{:>2} {:>6}  {}", v.n, v.size, fmt_epoch(v.mtime)));
+            }
             let mut l = vec![Line::styled(" #  bytes  saved (UTC)", th.bold())];
-            if app.history.is_empty() {
+            if items.is_empty() {
                 l.push(Line::from(" no earlier versions kept"));
             }
-            for v in app.history.iter().skip(app.scroll) {
-                l.push(Line::from(format!("{:>2} {:>6}  {}", v.n, v.size, fmt_epoch(v.mtime))));
-            }
-            l.push(Line::styled(
-                " Viewing or restoring an old version from the console is not available yet.",
-                th.dim(),
-            ));
+            let h = area.height.saturating_sub(4) as usize;
+            l.extend(list_lines(&items, (!items.is_empty()).then(|| app.hist_sel.min(items.len() - 1)), h, th));
+            l.push(Line::styled(" Enter = show that version; from there s = stage it to restore", th.dim()));
             f.render_widget(Paragraph::new(l).block(th.block(" Config history (1 = previous) ")), area);
+        }
+        SysView::Version => {
+            let (n, text) = app.old_version.clone().unwrap_or((0, String::new()));
+            let h = area.height.saturating_sub(2) as usize;
+            let lines: Vec<Line> = text.lines().skip(app.scroll).take(h).map(|s| Line::from(s.to_string())).collect();
+            let title = format!(" Config version {n} (s = stage it to restore, password kept; Esc back) ");
+            f.render_widget(Paragraph::new(lines).block(th.block(title)), area);
         }
         SysView::Menu => {
             let [menu, info] = Layout::horizontal([Constraint::Length(36), Constraint::Min(10)]).areas(area);

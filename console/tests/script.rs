@@ -447,3 +447,34 @@ fn a_restarted_console_keeps_the_lockout() {
     assert_eq!(console::exec::load_failures(&f), 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_old_config_version_can_be_viewed_and_staged_back() {
+    let mut h = Harness::with_password("history", PW);
+    h.login(PW);
+    h.key(KeyCode::Char('2'));
+    h.key(KeyCode::Enter);
+    h.key(KeyCode::Char('w')); // weight 3 -> 0
+    h.key(KeyCode::Char('7'));
+    h.key(KeyCode::Char('a'));
+    h.key(KeyCode::Char('c'));
+    assert_eq!(lbd::config::parse(&h.applied_text(), "t").unwrap().services[0].reals[0].weight, 0);
+
+    h.key(KeyCode::Char('6'));
+    h.key(KeyCode::Char('v'));
+    h.wait(250);
+    assert_eq!(h.app.history.len(), 1);
+    h.key(KeyCode::Enter);
+    assert!(h.log.contains(&Effect::Lbd(Command::HistoryGet { n: 1 })));
+    let s = h.screen(132, 43);
+    s.has("Config version 1 (s = stage it to restore");
+    s.has("weight = 3");
+    h.key(KeyCode::Char('s'));
+    assert_eq!(h.app.notes, vec!["restore config version 1 (password kept)"]);
+    let staged = h.app.staged.clone().unwrap();
+    assert_eq!(staged.services[0].reals[0].weight, 3);
+    assert_eq!(staged.system.console_password, h.app.hash);
+    // lbd refuses a version that does not exist.
+    let r = h.lbd(Command::HistoryGet { n: 7 });
+    assert!(!r.ok && r.error.unwrap().starts_with("config version 7:"));
+}
