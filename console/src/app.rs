@@ -473,6 +473,7 @@ fn cmd_kind(c: &Command) -> &'static str {
         Command::Confirm => "confirm",
         Command::Rollback => "rollback",
         Command::Restore { .. } => "restore",
+        Command::SetWeight { .. } => "set_weight",
         Command::Zero => "zero",
         Command::Logs { .. } => "logs",
         Command::History => "history",

@@ -107,8 +107,10 @@ pub struct LastPass {
 pub struct PassReport {
     /// Operations applied.
     pub applied: Vec<String>,
-    /// Operations refused, with reasons.
+    /// Operations refused, with reasons (newer lbd: only the first few).
     pub failed: Vec<(String, String)>,
+    /// How many were refused (newer lbd; 0 from an older one).
+    pub failed_count: usize,
     /// Why the pass could not run.
     pub error: Option<String>,
     /// Reals draining.

@@ -368,7 +368,7 @@ fn draw_dashboard(app: &App, th: &Th, f: &mut Frame, area: Rect) {
                 Some(e) => Line::styled(format!("Reconcile ERROR: {e}"), th.bad()),
                 None if s.reconcile.paused => Line::styled("Reconcile PAUSED (invalid config)", th.bad()),
                 None => {
-                    let failed = last.map(|x| x.report.failed.len()).unwrap_or(0);
+                    let failed = last.map(|x| x.report.failed.len().max(x.report.failed_count)).unwrap_or(0);
                     if failed > 0 {
                         Line::styled(format!("Reconcile: {failed} op(s) FAILED"), th.bad())
                     } else {

@@ -56,14 +56,21 @@ impl Default for Options {
     }
 }
 
+/// Operation descriptions kept in a report (the count is always exact).
+const REPORT_OPS: usize = 20;
+
 /// What a reconcile pass did.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct PassReport {
     /// Milliseconds it took.
     pub duration_ms: u64,
-    /// Operations applied successfully.
+    /// How many operations the kernel accepted.
+    pub applied_count: usize,
+    /// The first of them, described.
     pub applied: Vec<String>,
-    /// Operations the kernel refused, with its reason.
+    /// How many the kernel refused.
+    pub failed_count: usize,
+    /// The first refused ones with the kernel's reason.
     pub failed: Vec<(String, String)>,
     /// Why the pass could not run at all (no IPVS, dump failed).
     pub error: Option<String>,
@@ -71,6 +78,23 @@ pub struct PassReport {
     pub timeouts_set: bool,
     /// Real servers draining after the pass.
     pub draining: usize,
+    /// Services whose real servers were re-read from the kernel this pass.
+    pub verified_services: usize,
+}
+
+impl PassReport {
+    fn applied(&mut self, op: &Op) {
+        self.applied_count += 1;
+        if self.applied.len() < REPORT_OPS {
+            self.applied.push(op.to_string());
+        }
+    }
+    fn failed(&mut self, what: String, why: String) {
+        self.failed_count += 1;
+        if self.failed.len() < REPORT_OPS {
+            self.failed.push((what, why));
+        }
+    }
 }
 
 /// Whether the loaded config is usable.
@@ -83,8 +107,8 @@ enum CfgState {
 }
 
 struct State {
-    text: String,
     cfg: Config,
+    spans: config::Spans,
     cfg_state: CfgState,
     desired: Arc<Vec<DesiredService>>,
     passes: u64,
@@ -102,11 +126,24 @@ struct Snapshot {
     draining: Vec<(ServiceKey, std::net::IpAddr, u16, u64)>,
 }
 
+/// How thoroughly a reconcile pass reads the kernel first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Re-read the kernel (all of it for small tables; the service list and a
+    /// rotating window of real-server lists for large ones) and repair.
+    Verify,
+    /// Plan against the worker's view of the kernel (kept exact by applying
+    /// every accepted op to it); used right after an apply so a small change
+    /// costs a small time even with 10,000 services.
+    Fast,
+}
+
 enum Job {
     Reconcile {
         desired: Arc<Vec<DesiredService>>,
         drain: Duration,
         timeouts: config::Timeouts,
+        mode: Mode,
         reply: oneshot::Sender<PassReport>,
     },
     Snapshot {
@@ -115,69 +152,173 @@ enum Job {
     Zero {
         reply: oneshot::Sender<Result<(), String>>,
     },
+    /// Cheap status: GET_INFO and the size of the worker's view (no dump).
+    Summary {
+        reply: oneshot::Sender<Result<(ipvs::Info, usize, usize), String>>,
+    },
 }
 
-/// The kernel worker: owns the handle and the drain bookkeeping.
-fn worker(mut k: Box<dyn Kernel>, jobs: mpsc::Receiver<Job>) {
-    let start = Instant::now();
-    let mut drains = Drains::default();
+/// Tables up to this many services are re-read whole on every verify pass.
+const FULL_DUMP_MAX: usize = 512;
+/// Larger tables re-read this many services' real servers per verify pass
+/// (a GET_DEST dump each), so every one is checked every few passes.
+const DEST_WINDOW: usize = 1000;
+
+/// The kernel worker: owns the handle, its view of the table and the drain
+/// bookkeeping.
+struct Worker {
+    k: Box<dyn Kernel>,
+    drains: Drains,
+    start: Instant,
+    /// The table as the kernel has it, as far as the worker knows.
+    view: Option<Actual>,
+    /// Next service whose dests a large-table verify re-reads.
+    cursor: usize,
+    /// Services whose dests must be re-read (an op on them failed).
+    stale: HashSet<ServiceKey>,
+}
+
+impl Worker {
+    /// Re-reads the kernel into `view`; returns how many services' dests were read.
+    fn verify(&mut self) -> Result<usize, String> {
+        let small = self.view.as_ref().is_none_or(|v| v.services.len() <= FULL_DUMP_MAX);
+        if small {
+            let a = self.k.dump()?;
+            let n = a.services.len();
+            self.view = Some(a);
+            self.stale.clear();
+            return Ok(n);
+        }
+        let services = self.k.services()?;
+        let old = self.view.take().unwrap_or_default();
+        let mut known: std::collections::HashMap<ServiceKey, Vec<ipvs::DestEntry>> =
+            old.services.into_iter().map(|(s, d)| (s.svc.key, d)).collect();
+        let n = services.len();
+        let window: HashSet<usize> = (0..DEST_WINDOW.min(n)).map(|i| (self.cursor + i) % n.max(1)).collect();
+        self.cursor = (self.cursor + DEST_WINDOW) % n.max(1);
+        let mut read = 0;
+        let mut table = Vec::with_capacity(n);
+        for (i, se) in services.into_iter().enumerate() {
+            let key = se.svc.key;
+            let dests = match known.remove(&key) {
+                Some(d) if !window.contains(&i) && !self.stale.contains(&key) => d,
+                _ => {
+                    read += 1;
+                    self.k.dests(&key)?
+                }
+            };
+            table.push((se, dests));
+        }
+        self.stale.clear();
+        self.view = Some(Actual { services: table });
+        Ok(read)
+    }
+
+    fn reconcile(
+        &mut self,
+        desired: &[DesiredService],
+        drain: Duration,
+        timeouts: config::Timeouts,
+        mode: Mode,
+    ) -> PassReport {
+        let t0 = Instant::now();
+        let mut r = PassReport::default();
+        if mode == Mode::Verify || self.view.is_none() {
+            match self.verify() {
+                Ok(n) => r.verified_services = n,
+                Err(e) => {
+                    self.view = None;
+                    r.error = Some(e);
+                }
+            }
+        }
+        if let Some(view) = self.view.as_mut() {
+            let now = self.start.elapsed().as_millis() as u64;
+            let plan = reconcile::plan(desired, view, drain, &mut self.drains, now);
+            let results = self.k.execute(&plan.ops);
+            for (op, res) in plan.ops.iter().zip(results) {
+                match res {
+                    Ok(()) => {
+                        // Keep the view exact without re-reading the kernel.
+                        if reconcile::simulate(view, std::slice::from_ref(op)).iter().any(|x| x.is_err()) {
+                            self.stale.insert(op_key(op));
+                        }
+                        r.applied(op);
+                    }
+                    Err(e) => {
+                        self.stale.insert(op_key(op));
+                        r.failed(op.to_string(), e);
+                    }
+                }
+            }
+            if r.failed_count > 0 {
+                // Something differs from what we believed: re-read it all next time.
+                self.view = None;
+            }
+            r.draining = self.drains.len();
+        }
+        if r.error.is_none() && (timeouts.tcp.is_some() || timeouts.tcpfin.is_some() || timeouts.udp.is_some()) {
+            match self.k.timeouts() {
+                Ok(cur) => {
+                    let want = Timeouts {
+                        tcp: timeouts.tcp.unwrap_or(cur.tcp),
+                        tcp_fin: timeouts.tcpfin.unwrap_or(cur.tcp_fin),
+                        udp: timeouts.udp.unwrap_or(cur.udp),
+                    };
+                    if want != cur {
+                        match self.k.set_timeouts(want) {
+                            Ok(()) => r.timeouts_set = true,
+                            Err(e) => r.failed("set timeouts".into(), e),
+                        }
+                    }
+                }
+                Err(e) => r.failed("get timeouts".into(), e),
+            }
+        }
+        r.duration_ms = t0.elapsed().as_millis() as u64;
+        r
+    }
+}
+
+fn op_key(op: &Op) -> ServiceKey {
+    match op {
+        Op::NewService(s) | Op::SetService(s) => s.key,
+        Op::DelService(k) | Op::NewDest(k, _) | Op::SetDest(k, _) | Op::DelDest(k, _, _) => *k,
+    }
+}
+
+fn worker(k: Box<dyn Kernel>, jobs: mpsc::Receiver<Job>) {
+    let mut w =
+        Worker { k, drains: Drains::default(), start: Instant::now(), view: None, cursor: 0, stale: HashSet::new() };
     while let Ok(job) = jobs.recv() {
         match job {
-            Job::Reconcile { desired, drain, timeouts, reply } => {
-                let t0 = Instant::now();
-                let mut r = PassReport::default();
-                match k.dump() {
-                    Err(e) => r.error = Some(e),
-                    Ok(actual) => {
-                        let now = start.elapsed().as_millis() as u64;
-                        let plan = reconcile::plan(&desired, &actual, drain, &mut drains, now);
-                        let results = k.execute(&plan.ops);
-                        for (op, res) in plan.ops.iter().zip(results) {
-                            match res {
-                                Ok(()) => r.applied.push(op.to_string()),
-                                Err(e) => r.failed.push((op.to_string(), e)),
-                            }
-                        }
-                        r.draining = drains.len();
-                    }
-                }
-                if r.error.is_none() && (timeouts.tcp.is_some() || timeouts.tcpfin.is_some() || timeouts.udp.is_some())
-                {
-                    match k.timeouts() {
-                        Ok(cur) => {
-                            let want = Timeouts {
-                                tcp: timeouts.tcp.unwrap_or(cur.tcp),
-                                tcp_fin: timeouts.tcpfin.unwrap_or(cur.tcp_fin),
-                                udp: timeouts.udp.unwrap_or(cur.udp),
-                            };
-                            if want != cur {
-                                match k.set_timeouts(want) {
-                                    Ok(()) => r.timeouts_set = true,
-                                    Err(e) => r.failed.push(("set timeouts".into(), e)),
-                                }
-                            }
-                        }
-                        Err(e) => r.failed.push(("get timeouts".into(), e)),
-                    }
-                }
-                r.duration_ms = t0.elapsed().as_millis() as u64;
+            Job::Reconcile { desired, drain, timeouts, mode, reply } => {
+                let r = w.reconcile(&desired, drain, timeouts, mode);
                 let _ = reply.send(r);
             }
             Job::Snapshot { reply } => {
-                let now = start.elapsed().as_millis() as u64;
+                let now = w.start.elapsed().as_millis() as u64;
+                let k = &mut w.k;
                 let snap = k.info().and_then(|info| {
                     Ok(Snapshot {
                         info,
                         table: k.dump()?,
                         timeouts: k.timeouts().ok(),
                         daemons: k.daemons().unwrap_or_default(),
-                        draining: drains.list(now),
+                        draining: w.drains.list(now),
                     })
                 });
                 let _ = reply.send(snap);
             }
             Job::Zero { reply } => {
-                let _ = reply.send(k.zero(None));
+                let _ = reply.send(w.k.zero(None));
+            }
+            Job::Summary { reply } => {
+                let counts = w
+                    .view
+                    .as_ref()
+                    .map_or((0, 0), |v| (v.services.len(), v.services.iter().map(|(_, d)| d.len()).sum::<usize>()));
+                let _ = reply.send(w.k.info().map(|i| (i, counts.0, counts.1)));
             }
         }
     }
@@ -210,26 +351,27 @@ impl Daemon {
     pub fn new(opts: Options, kernel: Box<dyn Kernel>, ring: LogRing) -> Self {
         let store = Store::new(&opts.config, &opts.history, opts.keep);
         let file = opts.config.display().to_string();
-        let (text, cfg, cfg_state) = match store.read() {
+        let (cfg, spans, cfg_state) = match store.read() {
             Ok(None) => {
                 info!("no config at {file}: running with defaults (no services)");
-                (String::new(), Config::default(), CfgState::Missing)
+                (Config::default(), config::Spans::default(), CfgState::Missing)
             }
-            Ok(Some(text)) => match config::parse(&text, &file) {
-                Ok(cfg) => (text, cfg, CfgState::Ok),
+            Ok(Some(text)) => match config::parse_with_spans(&text, &file) {
+                Ok((cfg, spans)) => (cfg, spans, CfgState::Ok),
                 Err(errors) => {
                     for e in &errors {
                         warn!("{e}");
                     }
                     warn!("config is invalid: the kernel table is left as it is until a valid config is applied");
-                    (text, Config::default(), CfgState::Invalid { errors })
+                    (Config::default(), config::Spans::default(), CfgState::Invalid { errors })
                 }
             },
             Err(e) => {
                 warn!("cannot read {file}: {e}");
-                (String::new(), Config::default(), CfgState::Missing)
+                (Config::default(), config::Spans::default(), CfgState::Missing)
             }
         };
+        release_free_memory();
         let desired = Arc::new(reconcile::desired(&cfg));
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
@@ -240,8 +382,8 @@ impl Daemon {
             opts: Arc::new(opts),
             store: Arc::new(store),
             state: Arc::new(Mutex::new(State {
-                text,
                 cfg,
+                spans,
                 cfg_state,
                 desired,
                 passes: 0,
@@ -260,8 +402,12 @@ impl Daemon {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs one reconcile pass now (unless the config is invalid).
+    /// Runs one verifying reconcile pass now (unless the config is invalid).
     pub async fn reconcile(&self) -> Option<PassReport> {
+        self.reconcile_mode(Mode::Verify).await
+    }
+
+    async fn reconcile_mode(&self, mode: Mode) -> Option<PassReport> {
         let (desired, drain, timeouts) = {
             let s = self.lock();
             if matches!(s.cfg_state, CfgState::Invalid { .. }) {
@@ -270,10 +416,10 @@ impl Daemon {
             (s.desired.clone(), Duration::from_secs(u64::from(s.cfg.ipvs.drain_timeout)), s.cfg.ipvs.timeouts)
         };
         let (tx, rx) = oneshot::channel();
-        self.jobs.send(Job::Reconcile { desired, drain, timeouts, reply: tx }).ok()?;
+        self.jobs.send(Job::Reconcile { desired, drain, timeouts, mode, reply: tx }).ok()?;
         let r = rx.await.ok()?;
-        if !r.applied.is_empty() {
-            info!("reconcile: {} change(s): {}", r.applied.len(), summarize(&r.applied));
+        if r.applied_count > 0 {
+            info!("reconcile: {} change(s): {}", r.applied_count, summarize(&r.applied, r.applied_count));
         }
         for (op, e) in &r.failed {
             warn!("reconcile: {op}: {e}");
@@ -301,14 +447,14 @@ impl Daemon {
     async fn apply(&self, text: &str, confirm_within: Option<u64>) -> Result<Value, (String, Value)> {
         let _g = self.apply_lock.lock().await;
         let file = self.opts.config.display().to_string();
-        let cfg = config::parse(text, &file).map_err(|errors| {
+        let (cfg, spans) = config::parse_with_spans(text, &file).map_err(|errors| {
             (format!("config has {} error(s); nothing applied", errors.len()), json!({ "errors": errors }))
         })?;
         let caps = capability_errors(&cfg, &file);
         if !caps.is_empty() {
             return Err((format!("config has {} error(s); nothing applied", caps.len()), json!({ "errors": caps })));
         }
-        let previous = self.lock().text.clone();
+        let previous = self.store.read().ok().flatten().unwrap_or_default();
         if let Some(secs) = confirm_within {
             let p = Pending { deadline: now_s() + secs, previous: previous.clone() };
             self.store.set_pending(&p).map_err(|e| (format!("cannot record the pending confirm: {e}"), Value::Null))?;
@@ -318,9 +464,9 @@ impl Daemon {
         })?;
         let gen_ = {
             let mut s = self.lock();
-            s.text = text.to_string();
             s.desired = Arc::new(reconcile::desired(&cfg));
             s.cfg = cfg;
+            s.spans = spans;
             s.cfg_state = CfgState::Ok;
             s.pending_gen += 1;
             s.pending = confirm_within
@@ -331,7 +477,8 @@ impl Daemon {
             s.pending_gen
         };
         info!("config applied ({} bytes)", text.len());
-        let report = self.reconcile().await;
+        release_free_memory();
+        let report = self.reconcile_mode(Mode::Fast).await;
         if let Some(secs) = confirm_within {
             let me = self.clone();
             tokio::spawn(async move {
@@ -344,6 +491,55 @@ impl Daemon {
             "reconcile": report,
             "confirm_within": confirm_within,
         }))
+    }
+
+    /// Sets one real's weight: spliced into the persisted text (comments
+    /// kept, nothing re-parsed), persisted, then applied as one SET.
+    async fn set_weight(&self, service: &str, real: &str, weight: u32) -> ApplyResult {
+        let _g = self.apply_lock.lock().await;
+        let fail = |e: String| (e, Value::Null);
+        if weight > 65535 {
+            return Err(fail(format!("weight {weight} is out of range 0..=65535")));
+        }
+        let (i, j) = {
+            let s = self.lock();
+            if matches!(s.cfg_state, CfgState::Invalid { .. }) {
+                return Err(fail("the config on the box is invalid; apply a valid one first".into()));
+            }
+            find_real(&s.cfg, service, real).map_err(fail)?
+        };
+        let text = self.store.read().map_err(|e| fail(e.to_string()))?.unwrap_or_default();
+        let spliced = {
+            let s = self.lock();
+            config::edit::set_real_weight(&text, &s.spans, i, j, weight)
+        };
+        let (new_text, shift) = match spliced {
+            Ok(sp) => (sp.text, Some((sp.at, sp.delta))),
+            Err(e) => {
+                warn!("cannot edit the config text in place ({e}); rewriting it from the model (comments are lost)");
+                let mut cfg = self.lock().cfg.clone();
+                cfg.services[i].reals[j].weight = weight;
+                (cfg.to_toml(), None)
+            }
+        };
+        self.store.persist(&new_text).map_err(|e| fail(format!("cannot persist: {e}; nothing applied")))?;
+        {
+            let mut s = self.lock();
+            s.cfg.services[i].reals[j].weight = weight;
+            let d = reconcile::desired_service(&s.cfg.services[i]);
+            Arc::make_mut(&mut s.desired)[i] = d;
+            match shift {
+                Some((at, delta)) => s.spans.shift(at, delta),
+                None => {
+                    if let Ok((_, spans)) = config::parse_with_spans(&new_text, "") {
+                        s.spans = spans;
+                    }
+                }
+            }
+        }
+        info!("weight of {real} in {service} set to {weight}");
+        let report = self.reconcile_mode(Mode::Fast).await;
+        Ok(json!({ "service": service, "real": real, "weight": weight, "reconcile": report }))
     }
 
     async fn expire_pending(&self, gen_: u64) {
@@ -391,13 +587,17 @@ impl Daemon {
     }
 
     async fn status(&self) -> Value {
-        let snap = self.snapshot().await;
+        let (tx, rx) = oneshot::channel();
+        let summary = match self.jobs.send(Job::Summary { reply: tx }) {
+            Ok(()) => rx.await.unwrap_or_else(|_| Err("kernel worker stopped".into())),
+            Err(_) => Err("kernel worker stopped".into()),
+        };
         let s = self.lock();
-        let (ipvs, services, dests) = match &snap {
-            Ok(sn) => (
-                json!({ "available": true, "version": version_str(sn.info.version), "conn_tab_size": sn.info.conn_tab_size }),
-                sn.table.services.len(),
-                sn.table.services.iter().map(|(_, d)| d.len()).sum::<usize>(),
+        let (ipvs, services, dests) = match &summary {
+            Ok((info, n, d)) => (
+                json!({ "available": true, "version": version_str(info.version), "conn_tab_size": info.conn_tab_size }),
+                *n,
+                *d,
             ),
             Err(e) => (json!({ "available": false, "error": e }), 0, 0),
         };
@@ -504,8 +704,9 @@ impl Daemon {
                 Err(e) => Response::err(id, e),
             },
             Command::ConfigGet => {
+                let text = self.store.read().ok().flatten().unwrap_or_default();
                 let s = self.lock();
-                Response::ok(id, json!({ "text": s.text, "path": self.store.path(), "status": s.cfg_state }))
+                Response::ok(id, json!({ "text": text, "path": self.store.path(), "status": s.cfg_state }))
             }
             Command::Validate { text } => {
                 let file = self.opts.config.display().to_string();
@@ -547,6 +748,7 @@ impl Daemon {
                     }
                 }
             }
+            Command::SetWeight { service, real, weight } => done(self.set_weight(&service, &real, weight).await),
             Command::Zero => {
                 let (tx, rx) = oneshot::channel();
                 let r = match self.jobs.send(Job::Zero { reply: tx }) {
@@ -578,16 +780,64 @@ impl Daemon {
     }
 }
 
+/// Finds `services[i].reals[j]` from an operator's selectors.
+fn find_real(cfg: &Config, service: &str, real: &str) -> Result<(usize, usize), String> {
+    let sel = service.trim();
+    let words: Vec<&str> = sel.split_whitespace().collect();
+    let i = cfg
+        .services
+        .iter()
+        .position(|s| s.name.as_deref() == Some(sel))
+        .or_else(|| match words.as_slice() {
+            ["fwmark", m] | ["fwmark", m, "ipv4"] => cfg.services.iter().position(|s| {
+                s.fwmark.map(|x| x.to_string()) == Some(m.to_string()) && s.family() == config::Family::Ipv4
+            }),
+            ["fwmark", m, "ipv6"] => cfg.services.iter().position(|s| {
+                s.fwmark.map(|x| x.to_string()) == Some(m.to_string()) && s.family() == config::Family::Ipv6
+            }),
+            [addr] | [_, addr] => {
+                let proto =
+                    if words.len() == 2 { words[0].parse::<config::Protocol>().ok()? } else { config::Protocol::Tcp };
+                let e: config::Endpoint = addr.parse().ok()?;
+                cfg.services.iter().position(|s| s.address == Some(e) && s.protocol == proto)
+            }
+            _ => None,
+        })
+        .ok_or_else(|| format!("no service `{sel}` in the config (use its name, `tcp ADDR:PORT` or `fwmark N`)"))?;
+    let s = &cfg.services[i];
+    let e: config::Endpoint = real.trim().parse()?;
+    let sport = s.address.and_then(|a| a.port).unwrap_or(0);
+    let j = s
+        .reals
+        .iter()
+        .position(|r| r.address.addr == e.addr && e.port.is_none_or(|p| r.address.port.unwrap_or(sport) == p))
+        .ok_or_else(|| format!("no real server {real} in `{sel}`"))?;
+    Ok((i, j))
+}
+
 fn version_str(v: u32) -> String {
     format!("{}.{}.{}", (v >> 16) & 0xff, (v >> 8) & 0xff, v & 0xff)
 }
 
-fn summarize(ops: &[String]) -> String {
+fn summarize(ops: &[String], total: usize) -> String {
     let mut s = ops.iter().take(5).cloned().collect::<Vec<_>>().join("; ");
-    if ops.len() > 5 {
-        s.push_str(&format!("; and {} more", ops.len() - 5));
+    if total > 5 {
+        s.push_str(&format!("; and {} more", total - 5));
     }
     s
+}
+
+/// Gives the heap pages freed after parsing a large config back to the
+/// kernel (a 10,000-service config briefly needs tens of MiB that glibc would
+/// otherwise keep mapped).
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[allow(unsafe_code)]
+    // SAFETY: malloc_trim only releases free memory of the allocator's arenas;
+    // it touches no live allocation and has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Errors a config can only show on the box: a scheduler module that the

@@ -136,10 +136,69 @@ impl Kernel for NoIpvs {
     }
 }
 
-/// The production kernel handle. Until the netlink client is wired in, this
-/// reports IPVS as unavailable.
+/// The production kernel handle: the generic-netlink client, or [`NoIpvs`]
+/// saying why IPVS cannot be reached. Reopened lazily after a failure, so a
+/// module loaded later (or a transient socket error) heals by itself.
 pub fn open() -> Box<dyn Kernel> {
-    Box::new(NoIpvs("IPVS netlink client not wired in yet".into()))
+    Box::new(Netlink { ipvs: None })
+}
+
+/// [`Kernel`] over [`crate::ipvs::Ipvs`].
+pub struct Netlink {
+    ipvs: Option<crate::ipvs::Ipvs>,
+}
+
+impl Netlink {
+    fn with<T>(
+        &mut self,
+        f: impl FnOnce(&mut crate::ipvs::Ipvs) -> Result<T, crate::ipvs::IpvsError>,
+    ) -> Result<T, String> {
+        if self.ipvs.is_none() {
+            self.ipvs = Some(crate::ipvs::Ipvs::open().map_err(|e| e.to_string())?);
+        }
+        let Some(ipvs) = self.ipvs.as_mut() else { return Err("IPVS not open".into()) };
+        let r = f(ipvs);
+        if let Err(e) = &r {
+            use crate::ipvs::IpvsError as E;
+            if matches!(e, E::Socket(_) | E::Timeout(_) | E::AckLost | E::Decode(_) | E::NotAvailable) {
+                self.ipvs = None;
+            }
+        }
+        r.map_err(|e| e.to_string())
+    }
+}
+
+impl Kernel for Netlink {
+    fn info(&mut self) -> Result<Info, String> {
+        self.with(|k| k.info())
+    }
+    fn services(&mut self) -> Result<Vec<ServiceEntry>, String> {
+        self.with(|k| k.services())
+    }
+    fn dests(&mut self, key: &ServiceKey) -> Result<Vec<DestEntry>, String> {
+        self.with(|k| k.dests(key))
+    }
+    fn execute(&mut self, ops: &[Op]) -> Vec<Result<(), String>> {
+        match self.with(|k| Ok(k.execute(ops))) {
+            Ok(v) => v.into_iter().map(|r| r.map_err(|e| e.to_string())).collect(),
+            Err(e) => ops.iter().map(|_| Err(e.clone())).collect(),
+        }
+    }
+    fn timeouts(&mut self) -> Result<Timeouts, String> {
+        self.with(|k| k.timeouts())
+    }
+    fn set_timeouts(&mut self, t: Timeouts) -> Result<(), String> {
+        self.with(|k| k.set_timeouts(&t))
+    }
+    fn zero(&mut self, key: Option<&ServiceKey>) -> Result<(), String> {
+        self.with(|k| k.zero(key))
+    }
+    fn daemons(&mut self) -> Result<Vec<Daemon>, String> {
+        self.with(|k| k.daemons())
+    }
+    fn dump(&mut self) -> Result<Actual, String> {
+        self.with(|k| k.services_with_dests()).map(|services| Actual { services })
+    }
 }
 
 /// A kernel shared between several daemon instances (tests of restarts).

@@ -15,6 +15,7 @@ const USAGE: &str = "usage:
   lbd ctl [--socket PATH] COMMAND
 commands for ctl:
   ping | status | services | config | history | logs [N] | zero
+  weight SERVICE REAL WEIGHT      (SERVICE: name, [tcp|udp|sctp] ADDR:PORT, or fwmark N)
   list [--stats|--rate|--thresholds|--persistent-conn|--tun-info|-S|-c|--timeout|--daemon] [--exact]
   validate FILE | apply FILE [--confirm-within SECONDS] | confirm | rollback
   restore [--confirm-within SECONDS] < RULES";
@@ -112,6 +113,15 @@ fn ctl(args: &[String]) -> ExitCode {
         }
         Some("history") => Command::History,
         Some("zero") => Command::Zero,
+        Some("weight") => match (args.get(1), args.get(2), args.get(3).and_then(|w| w.parse().ok())) {
+            (Some(service), Some(real), Some(weight)) => {
+                Command::SetWeight { service: service.clone(), real: real.clone(), weight }
+            }
+            _ => {
+                eprintln!("usage: lbd ctl weight SERVICE REAL WEIGHT");
+                return ExitCode::from(2);
+            }
+        },
         Some("logs") => Command::Logs { after: 0, max: args.get(1).and_then(|n| n.parse().ok()) },
         Some("list") => {
             text_out = true;

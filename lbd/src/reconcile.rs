@@ -14,27 +14,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use crate::config::{self, Config, Family, Forwarding, TunnelChecksum, TunnelType};
 use crate::ipvs::{self, Dest, DestEntry, Fwd, Service, ServiceEntry, ServiceKey, TunType, svc_flags, tun_flags};
 
-/// One IPVS change.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Op {
-    /// `IPVS_CMD_NEW_SERVICE`.
-    NewService(Service),
-    /// `IPVS_CMD_SET_SERVICE`.
-    SetService(Service),
-    /// `IPVS_CMD_DEL_SERVICE`.
-    DelService(ServiceKey),
-    /// `IPVS_CMD_NEW_DEST`.
-    NewDest(ServiceKey, Dest),
-    /// `IPVS_CMD_SET_DEST`.
-    SetDest(ServiceKey, Dest),
-    /// `IPVS_CMD_DEL_DEST`.
-    DelDest(ServiceKey, IpAddr, u16),
-}
+pub use crate::ipvs::Op;
 
 impl std::fmt::Display for Op {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -229,3 +229,100 @@ fn validate_previews_changes() {
         assert_eq!(env.services(), 1);
     });
 }
+
+fn many_services(n: usize, weight_of_last: u32) -> String {
+    let mut s = String::new();
+    for i in 0..n {
+        s.push_str(&format!("[[services]]\naddress = \"172.16.{}.{}:80\"\n", i / 250, i % 250 + 1));
+        let w = if i == n - 1 { weight_of_last } else { 1 };
+        s.push_str(&format!("[[services.reals]]\naddress = \"10.1.{}.{}\"\nweight = {w}\n", i / 250, i % 250 + 1));
+    }
+    s
+}
+
+#[test]
+fn large_tables_are_verified_in_windows_and_applied_against_the_view() {
+    let env = Env::new("large");
+    rt().block_on(async {
+        let d = env.daemon();
+        let n = 1500;
+        assert!(call(&d, Command::Apply { text: many_services(n, 1), confirm_within: None }).await.ok);
+        assert_eq!(env.services(), n);
+        // A one-weight change after an apply is planned against the worker's
+        // view: exactly one kernel change.
+        let before = env.changes();
+        let r = call(&d, Command::Apply { text: many_services(n, 7), confirm_within: None }).await;
+        assert!(r.ok, "{r:?}");
+        assert_eq!(env.changes(), before + 1);
+        assert_eq!(r.data.unwrap()["reconcile"]["verified_services"], 0);
+        // Out of band: someone edits the last real's weight and deletes the first service.
+        {
+            let mut k = env.kernel.0.lock().unwrap();
+            let last = k.table.services.len() - 1;
+            k.table.services[last].1[0].dest.weight = 99;
+            k.table.services.remove(0);
+        }
+        // The next verify pass restores the deleted service at once (the
+        // service list is read every pass) ...
+        let r = d.reconcile().await.unwrap();
+        assert!(r.verified_services < n, "a large table must not be re-read whole every pass");
+        assert!(r.applied.iter().any(|o| o.starts_with("add service TCP 172.16.0.1:80")), "{:?}", r.applied);
+        assert_eq!(env.services(), n);
+        // ... and the weight within a few passes, as the window rotates.
+        let mut passes = 1;
+        while env.kernel.0.lock().unwrap().table.services.iter().any(|(_, d)| d[0].dest.weight == 99) {
+            d.reconcile().await.unwrap();
+            passes += 1;
+            assert!(passes <= 3, "weight not repaired within 3 passes");
+        }
+    });
+}
+
+#[test]
+fn set_weight_splices_the_file_and_makes_one_change() {
+    let env = Env::new("weight");
+    rt().block_on(async {
+        let d = env.daemon();
+        let text = format!("# operator's notes stay\n{}", many_services(1500, 1));
+        assert!(call(&d, Command::Apply { text, confirm_within: None }).await.ok);
+        let before = env.changes();
+        let r = call(
+            &d,
+            Command::SetWeight { service: "tcp 172.16.5.250:80".into(), real: "10.1.5.250".into(), weight: 0 },
+        )
+        .await;
+        assert!(r.ok, "{r:?}");
+        assert_eq!(env.changes(), before + 1);
+        let weight = {
+            let k = env.kernel.0.lock().unwrap();
+            let (_, dests) =
+                k.table.services.iter().find(|(s, _)| s.svc.key.to_string() == "TCP 172.16.5.250:80").unwrap();
+            dests[0].dest.weight
+        };
+        assert_eq!(weight, 0);
+        let file = std::fs::read_to_string(env.dir.join("lvsbox.toml")).unwrap();
+        assert!(file.starts_with("# operator's notes stay\n"));
+        let cfg = lbd::config::parse(&file, "f").unwrap();
+        assert_eq!(cfg.services[1499].reals[0].weight, 0);
+        assert_eq!(cfg.services.iter().filter(|s| s.reals[0].weight == 0).count(), 1);
+        // A second edit further up the file uses the shifted offsets correctly.
+        let r = call(&d, Command::SetWeight { service: "172.16.0.1:80".into(), real: "10.1.0.1:80".into(), weight: 5 })
+            .await;
+        assert!(r.ok, "{r:?}");
+        let r = call(
+            &d,
+            Command::SetWeight { service: "tcp 172.16.5.250:80".into(), real: "10.1.5.250".into(), weight: 2 },
+        )
+        .await;
+        assert!(r.ok, "{r:?}");
+        let cfg = lbd::config::parse(&std::fs::read_to_string(env.dir.join("lvsbox.toml")).unwrap(), "f").unwrap();
+        assert_eq!((cfg.services[0].reals[0].weight, cfg.services[1499].reals[0].weight), (5, 2));
+        // Unknown selectors and out-of-range weights are refused.
+        assert!(!call(&d, Command::SetWeight { service: "nope".into(), real: "10.1.0.1".into(), weight: 1 }).await.ok);
+        assert!(
+            !call(&d, Command::SetWeight { service: "172.16.0.1:80".into(), real: "10.1.0.1".into(), weight: 70000 })
+                .await
+                .ok
+        );
+    });
+}

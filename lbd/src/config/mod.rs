@@ -17,7 +17,9 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-pub use parse::{parse, parse_file};
+pub use parse::{Spans, parse, parse_file, parse_with_spans};
+
+pub mod edit;
 pub use types::*;
 
 /// One problem found in a config file.

@@ -18,6 +18,33 @@ use super::*;
 
 /// Parses and validates config text. `file` names it in error messages.
 pub fn parse(src: &str, file: &str) -> Result<Config, Vec<ConfigError>> {
+    parse_with_spans(src, file).map(|(c, _)| c)
+}
+
+/// Where each real server's table starts in the text (`services[i].reals[j]`):
+/// the `[[services.reals]]` header or the `{` of an inline table. Lets small
+/// edits be spliced into the operator's file without parsing it again.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Spans {
+    /// Byte offsets, per service, per real.
+    pub reals: Vec<Vec<u32>>,
+}
+
+impl Spans {
+    /// Moves every offset after `at` by `delta` bytes (after a splice at `at`).
+    pub fn shift(&mut self, at: usize, delta: isize) {
+        for v in &mut self.reals {
+            for o in v.iter_mut() {
+                if *o as usize > at {
+                    *o = (*o as isize + delta) as u32;
+                }
+            }
+        }
+    }
+}
+
+/// [`parse`], also returning the [`Spans`] of the real servers.
+pub fn parse_with_spans(src: &str, file: &str) -> Result<(Config, Spans), Vec<ConfigError>> {
     let mut cx = Cx::new(src, file);
     let (root, syntax) = DeTable::parse_recoverable(src);
     if !syntax.is_empty() {
@@ -34,7 +61,20 @@ pub fn parse(src: &str, file: &str) -> Result<Config, Vec<ConfigError>> {
         return Err(cx.errors);
     }
     validate::validate(&cfg, &mut cx);
-    if cx.errors.is_empty() { Ok(cfg) } else { Err(cx.errors) }
+    if !cx.errors.is_empty() {
+        return Err(cx.errors);
+    }
+    let reals = cfg
+        .services
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            (0..s.reals.len())
+                .map(|j| cx.spans.get(&format!("services[{i}].reals[{j}]")).map_or(0, |r| r.start as u32))
+                .collect()
+        })
+        .collect();
+    Ok((cfg, Spans { reals }))
 }
 
 /// Reads and parses a config file.

@@ -94,6 +94,16 @@ pub enum Command {
         #[serde(default)]
         confirm_within: Option<u64>,
     },
+    /// Sets one real server's weight in the config (persisted, then applied),
+    /// without re-sending the whole config: fast even with 10,000 services.
+    SetWeight {
+        /// The service: its `name`, `[tcp|udp|sctp] ADDR:PORT`, or `fwmark N [ipv6]`.
+        service: String,
+        /// The real server: `ADDR` or `ADDR:PORT`.
+        real: String,
+        /// New weight, 0..=65535 (0 quiesces it).
+        weight: u32,
+    },
     /// Zeroes the IPVS counters.
     Zero,
     /// Recent log lines after sequence number `after`.
