@@ -788,6 +788,11 @@ impl Daemon {
             }
             Command::Logs { after, max } => Response::ok(id, json!(self.ring.since(after, max.unwrap_or(200)))),
             Command::History => Response::ok(id, json!(self.store.history())),
+            Command::HistoryGet { n } => match self.store.version(n) {
+                Ok(text) if n >= 1 => Response::ok(id, json!({ "n": n, "text": text })),
+                Ok(_) => Response::err(id, "versions are numbered from 1"),
+                Err(e) => Response::err(id, format!("config version {n}: {e}")),
+            },
             Command::Net => match (crate::net::links().await, crate::net::routes().await) {
                 (Ok(links), Ok(routes)) => Response::ok(id, json!({ "links": links, "routes": routes })),
                 (Err(e), _) | (_, Err(e)) => Response::err(id, e.to_string()),

@@ -117,6 +117,11 @@ pub enum Command {
     },
     /// The kept config versions.
     History,
+    /// The text of kept version `n` (1 = the config before the current one).
+    HistoryGet {
+        /// Which version, as `history` numbers them.
+        n: usize,
+    },
     /// Live links, addresses and routes (what `ip addr` / `ip route` show).
     Net,
 }

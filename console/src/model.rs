@@ -1,0 +1,394 @@
+//! Tolerant views of what lbd and init answer. Every field has a default and
+//! unknown fields are ignored, so a newer daemon never breaks the console.
+
+use lbd::config::ConfigError;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// `status`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Status {
+    /// `lbd` version.
+    pub version: String,
+    /// Host name of the applied config.
+    pub hostname: String,
+    /// Seconds lbd has run.
+    pub uptime_s: u64,
+    /// Config file state.
+    pub config: CfgStatus,
+    /// IPVS availability.
+    pub ipvs: IpvsStatus,
+    /// Counts in the kernel table.
+    pub kernel: KernelCounts,
+    /// Reconcile loop state.
+    pub reconcile: Reconcile,
+}
+
+/// `status.config`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct CfgStatus {
+    /// Path of the config file.
+    pub path: String,
+    /// `ok`, `missing` or `invalid` with errors.
+    pub status: CfgState,
+    /// Number of configured services.
+    pub services: usize,
+    /// An apply waiting for `confirm`.
+    pub pending_confirm: Option<PendingConfirm>,
+}
+
+/// `status.config.status`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct CfgState {
+    /// `ok`, `missing`, `invalid`.
+    pub state: String,
+    /// Errors of an invalid config.
+    pub errors: Vec<ConfigError>,
+}
+
+/// `status.config.pending_confirm`.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct PendingConfirm {
+    /// Seconds until lbd rolls back by itself.
+    pub remaining_s: u64,
+}
+
+/// `status.ipvs`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct IpvsStatus {
+    /// Whether the kernel answered.
+    pub available: bool,
+    /// IPVS version `1.2.1`.
+    pub version: String,
+    /// Why not available.
+    pub error: Option<String>,
+}
+
+/// `status.kernel`.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct KernelCounts {
+    /// Virtual services in the kernel.
+    pub services: usize,
+    /// Real servers in the kernel.
+    pub reals: usize,
+}
+
+/// `status.reconcile`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Reconcile {
+    /// Passes run.
+    pub passes: u64,
+    /// Whether reconciling is paused (invalid config).
+    pub paused: bool,
+    /// The last pass.
+    pub last: Option<LastPass>,
+}
+
+/// `status.reconcile.last`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct LastPass {
+    /// How long ago.
+    pub ago_ms: u64,
+    /// What it did.
+    pub report: PassReport,
+}
+
+/// A reconcile report.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct PassReport {
+    /// Operations applied.
+    pub applied: Vec<String>,
+    /// Operations refused, with reasons (newer lbd: only the first few).
+    pub failed: Vec<(String, String)>,
+    /// How many were refused (newer lbd; 0 from an older one).
+    pub failed_count: usize,
+    /// Why the pass could not run.
+    pub error: Option<String>,
+    /// Reals draining.
+    pub draining: usize,
+}
+
+/// IPVS counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct Stats {
+    /// Connections.
+    pub conns: u64,
+    /// Packets in.
+    pub inpkts: u64,
+    /// Packets out.
+    pub outpkts: u64,
+    /// Bytes in.
+    pub inbytes: u64,
+    /// Bytes out.
+    pub outbytes: u64,
+    /// Connections per second.
+    pub cps: u64,
+    /// Packets in per second.
+    pub inpps: u64,
+    /// Packets out per second.
+    pub outpps: u64,
+    /// Bytes in per second.
+    pub inbps: u64,
+    /// Bytes out per second.
+    pub outbps: u64,
+}
+
+/// One entry of `services`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct LiveService {
+    /// `TCP 192.0.2.1:80` / `FWM 300`.
+    pub key: String,
+    /// Configured name.
+    pub name: Option<String>,
+    /// Whether the config has it.
+    pub configured: bool,
+    /// Scheduler name.
+    pub scheduler: String,
+    /// Persistence timeout.
+    pub persistence: Option<u32>,
+    /// Counters.
+    pub stats: Stats,
+    /// Real servers.
+    pub reals: Vec<LiveReal>,
+}
+
+/// One real of a live service.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct LiveReal {
+    /// Address.
+    pub address: String,
+    /// Port.
+    pub port: u16,
+    /// `Route`, `Masq`, `Tunnel`, ...
+    pub forward: String,
+    /// Weight in the kernel.
+    pub weight: u32,
+    /// Active connections.
+    pub active: u32,
+    /// Inactive connections.
+    pub inactive: u32,
+    /// Removed from the config; kept at weight 0 until its connections end.
+    pub draining: bool,
+    /// Counters.
+    pub stats: Stats,
+}
+
+impl LiveService {
+    /// Sums of active and inactive connections over the reals.
+    pub fn conns(&self) -> (u64, u64) {
+        self.reals.iter().fold((0, 0), |(a, i), r| (a + u64::from(r.active), i + u64::from(r.inactive)))
+    }
+}
+
+/// One connection (`/proc/net/ip_vs_conn`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Conn {
+    /// `TCP`, `UDP`.
+    pub protocol: String,
+    /// Client address and port.
+    pub client: (String, u16),
+    /// Virtual address and port.
+    pub virt: (String, u16),
+    /// Real server.
+    pub dest: (String, u16),
+    /// State.
+    pub state: String,
+    /// Seconds to expiry.
+    pub expires: u32,
+}
+
+/// Joins an address and port the ipvsadm way (`[v6]:port`).
+pub fn hostport(addr: &str, port: u16) -> String {
+    if addr.contains(':') { format!("[{addr}]:{port}") } else { format!("{addr}:{port}") }
+}
+
+impl Conn {
+    /// The line the table shows (also what the filter matches).
+    pub fn line(&self) -> String {
+        format!(
+            "{:<5} {:>5} {:<12} {:<22} {:<22} {}",
+            self.protocol,
+            self.expires,
+            self.state,
+            hostport(&self.client.0, self.client.1),
+            hostport(&self.virt.0, self.virt.1),
+            hostport(&self.dest.0, self.dest.1)
+        )
+    }
+}
+
+/// A log line from lbd or init.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct LogLine {
+    /// Sequence number (lbd only).
+    pub seq: u64,
+    /// Milliseconds since that process started.
+    pub t_ms: u64,
+    /// Level name.
+    pub level: String,
+    /// Text.
+    pub msg: String,
+    /// `lbd` or `init` (filled in by the console).
+    #[serde(skip)]
+    pub source: &'static str,
+}
+
+/// Numeric severity of a level name (error = 0 ... trace = 4).
+pub fn level_rank(level: &str) -> u8 {
+    match level.to_ascii_lowercase().as_str() {
+        "error" | "err" | "crit" | "alert" | "emerg" => 0,
+        "warn" | "warning" => 1,
+        "info" | "notice" => 2,
+        "debug" => 3,
+        _ => 4,
+    }
+}
+
+/// A kept config version (`history`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Version {
+    /// 1 = previous.
+    pub n: usize,
+    /// Bytes.
+    pub size: u64,
+    /// Seconds since the epoch.
+    pub mtime: u64,
+}
+
+/// Renders any JSON value as indented `key: value` lines (for init's
+/// reports, whose shape the console does not depend on).
+pub fn json_lines(v: &Value, indent: usize, out: &mut Vec<String>) {
+    let pad = "  ".repeat(indent);
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                match v {
+                    Value::Object(_) | Value::Array(_) if !is_flat(v) => {
+                        out.push(format!("{pad}{k}:"));
+                        json_lines(v, indent + 1, out);
+                    }
+                    _ => out.push(format!("{pad}{k}: {}", scalar(v))),
+                }
+            }
+        }
+        Value::Array(a) => {
+            if a.is_empty() {
+                out.push(format!("{pad}(none)"));
+            }
+            for v in a {
+                match v {
+                    Value::Object(m) if m.values().all(|v| !matches!(v, Value::Object(_) | Value::Array(_))) => {
+                        let s: Vec<String> = m.iter().map(|(k, v)| format!("{k}={}", scalar(v))).collect();
+                        out.push(format!("{pad}- {}", s.join(" ")));
+                    }
+                    Value::Object(_) | Value::Array(_) => {
+                        out.push(format!("{pad}-"));
+                        json_lines(v, indent + 1, out);
+                    }
+                    _ => out.push(format!("{pad}- {}", scalar(v))),
+                }
+            }
+        }
+        _ => out.push(format!("{pad}{}", scalar(v))),
+    }
+}
+
+fn is_flat(v: &Value) -> bool {
+    match v {
+        Value::Array(a) => a.is_empty() || a.iter().all(|x| !matches!(x, Value::Object(_) | Value::Array(_))),
+        Value::Object(m) => m.is_empty(),
+        _ => true,
+    }
+}
+
+fn scalar(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        Value::Array(a) if a.is_empty() => "(none)".into(),
+        Value::Array(a) => a.iter().map(scalar).collect::<Vec<_>>().join(", "),
+        Value::Object(m) if m.is_empty() => "{}".into(),
+        other => other.to_string(),
+    }
+}
+
+/// `1d 02:03:04` / `02:03:04`.
+pub fn fmt_uptime(s: u64) -> String {
+    let (d, h, m, sec) = (s / 86400, (s / 3600) % 24, (s / 60) % 60, s % 60);
+    if d > 0 { format!("{d}d {h:02}:{m:02}:{sec:02}") } else { format!("{h:02}:{m:02}:{sec:02}") }
+}
+
+/// `1.2K`, `3.4M` as ipvsadm without `--exact`.
+pub fn fmt_num(n: u64) -> String {
+    const U: [&str; 5] = ["", "K", "M", "G", "T"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 10_000.0 && i < U.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    if i == 0 { n.to_string() } else { format!("{v:.1}{}", U[i]) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_parses_lbd_shape_and_ignores_unknown() {
+        let v = serde_json::json!({
+            "product": "lvsbox", "version": "0.1.0", "hostname": "lb1", "uptime_s": 5, "new_field": [1],
+            "config": {"path": "/cfg/lvsbox.toml", "status": {"state": "invalid", "errors": [
+                {"file": "f", "line": 3, "col": 1, "path": "services[0].scheduler", "message": "unknown scheduler"}]},
+                "services": 1, "pending_confirm": {"remaining_s": 42}},
+            "ipvs": {"available": true, "version": "1.2.1"},
+        });
+        let s: Status = serde_json::from_value(v).unwrap();
+        assert_eq!(s.hostname, "lb1");
+        assert_eq!(s.config.status.errors[0].line, 3);
+        assert_eq!(s.config.pending_confirm.unwrap().remaining_s, 42);
+    }
+
+    #[test]
+    fn conn_tuples() {
+        let c: Conn = serde_json::from_value(serde_json::json!({
+            "protocol": "TCP", "client": ["10.1.1.1", 5000], "virt": ["192.0.2.10", 80],
+            "dest": ["2001:db8::1", 80], "state": "ESTABLISHED", "expires": 899, "pe": null
+        }))
+        .unwrap();
+        assert!(c.line().contains("[2001:db8::1]:80"));
+    }
+
+    #[test]
+    fn json_lines_flattens() {
+        let mut out = Vec::new();
+        json_lines(
+            &serde_json::json!({"config": {"source": "/cfg", "errors": []}, "modules": ["a", "b"]}),
+            0,
+            &mut out,
+        );
+        assert_eq!(out, vec!["config:", "  errors: (none)", "  source: /cfg", "modules: a, b"]);
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(fmt_uptime(90061), "1d 01:01:01");
+        assert_eq!(fmt_num(9999), "9999");
+        assert_eq!(fmt_num(12_345), "12.3K");
+    }
+}

@@ -1,0 +1,327 @@
+//! Every screen rendered with ratatui's TestBackend at 80×24 and 132×43:
+//! assertions on what a person reads, where they read it. Plus 0×0 and a
+//! tiny area, which must not panic.
+
+mod common;
+
+use common::{CFG, Harness, Screen, render};
+use console::app::{App, Options};
+use crossterm::event::KeyCode;
+
+const PW: &str = "correct horse";
+const SIZES: [(u16, u16); 2] = [(80, 24), (132, 43)];
+
+fn logged_in(tag: &str) -> Harness {
+    let mut h = Harness::with_password(tag, PW);
+    h.ring.push(tracing::Level::WARN, "reconcile: add real 192.168.100.99:80: No such device");
+    h.ring.push(tracing::Level::INFO, "config applied (575 bytes)");
+    h.login(PW);
+    h.wait(500);
+    h
+}
+
+/// The column where `label` starts in the header row that holds it.
+fn col(s: &Screen, label: &str) -> usize {
+    s.has(label).1
+}
+
+/// Also checks the tiny and empty areas for this state.
+fn both(h: &Harness, check: impl Fn(&Screen, u16, u16)) {
+    for (w, ht) in SIZES {
+        let s = h.screen(w, ht);
+        assert_eq!(s.0.len(), usize::from(ht));
+        check(&s, w, ht);
+    }
+    let _ = render(&h.app, 0, 0);
+    let tiny = render(&h.app, 20, 5);
+    assert!(tiny.text().contains("too small"), "{}", tiny.text());
+    let _ = render(&h.app, 1, 1);
+    let _ = render(&h.app, 40, 10);
+}
+
+#[test]
+fn loading_screen_says_what_it_waits_for() {
+    let mut app = App::new(Options::default());
+    let _ = app.handle(console::app::Event::Lbd(
+        lbd::ctl::proto::Command::Status,
+        Err("lbd not reachable (/run/lbd.sock): No such file or directory".into()),
+    ));
+    for (w, h) in SIZES {
+        let s = render(&app, w, h);
+        s.has("Waiting for lbd");
+        s.has("lbd not reachable (/run/lbd.sock)");
+        s.has("lbd NOT REACHABLE");
+    }
+    let _ = render(&app, 0, 0);
+    let _ = render(&app, 20, 5);
+}
+
+#[test]
+fn login_prompt_and_lockout_message() {
+    let mut h = Harness::with_password("s-login", PW);
+    h.wait(250);
+    h.typ("abc");
+    both(&h, |s, _, _| {
+        s.has("lb1: console login");
+        let (r, c) = s.has("Password: ***_");
+        assert!(r > 2 && c > 5, "inside the centred box");
+        s.has("Enter log in");
+    });
+    h.key(KeyCode::Enter);
+    both(&h, |s, _, _| {
+        s.has("Wrong password. Locked: try again in 1 s.");
+    });
+}
+
+#[test]
+fn first_boot_screen() {
+    let mut h = Harness::new("s-first", Some(CFG));
+    h.wait(250);
+    h.typ("abc");
+    h.key(KeyCode::Enter);
+    both(&h, |s, _, _| {
+        s.has("No console password is set on this box.");
+        s.has("Set the console password");
+        s.has(">New password : ***_");
+        s.has(" Repeat       :");
+        s.has("! at least 8 characters");
+    });
+}
+
+#[test]
+fn dashboard() {
+    let h = logged_in("s-dash");
+    both(&h, |s, w, _| {
+        s.row_has(0, &["lvsbox 0.1.0", "lb1", "config ok"]);
+        s.row_has(1, &["[1 Dashboard]", "2 Services", "7 Changes"]);
+        s.has("IPVS 1.2.1: 1 svc, 2 reals");
+        s.has("Config OK (1 services)");
+        // Live links (lo left out), the default route, the static VIP found on a link.
+        s.row_has(s.has("Network (live)").0, &["System"]);
+        s.has("lan        UP/up 192.168.100.244/24");
+        s.has("wan        DOWN/down");
+        assert!(s.find("127.0.0.1").is_none());
+        s.has("default via 192.168.100.1 dev lan");
+        s.has("VIP 192.168.100.111/32 on lan: present");
+        let row = s.row_of("TCP 192.168.100.111:80");
+        assert!(row.contains("web"), "{row}");
+        // Up column: 2 reals up, 0 quiesced, 0 draining.
+        let up = col(s, "Up Qu");
+        assert_eq!(row.chars().nth(up + 1), Some('2'), "{row}");
+        // Recent events from lbd's log, warnings included.
+        s.has("WARN  reconcile: add real 192.168.100.99:80: No such device");
+        if w >= 120 {
+            s.has("OutPPS");
+        }
+    });
+}
+
+#[test]
+fn dashboard_shows_invalid_config_errors_prominently() {
+    let bad = CFG.replace("scheduler = \"wrr\"", "scheduler = \"wrrr\"").replace(
+        "hostname = \"lb1\"",
+        &format!("hostname = \"lb1\"\nconsole_password = \"{}\"", common::test_hash(PW)),
+    );
+    let mut h = Harness::new("s-invalid", Some(&bad));
+    // The hash is still found although the config does not parse.
+    h.login(PW);
+    h.wait(500);
+    both(&h, |s, _, _| {
+        s.row_has(0, &["CONFIG INVALID"]);
+        s.has("CONFIG ERRORS");
+        s.has("lvsbox.toml:21:13: services[0].scheduler:");
+        s.has("unknown scheduler `wrrr`");
+    });
+}
+
+#[test]
+fn services_table_and_detail() {
+    let mut h = logged_in("s-svc");
+    h.key(KeyCode::Char('2'));
+    both(&h, |s, w, _| {
+        s.row_has(1, &["[2 Services]"]);
+        let row = s.row_of("TCP 192.168.100.111:80");
+        assert!(row.starts_with("│>web"), "selected row marked: {row}");
+        assert!(row.contains("wrr") && row.contains("2/0/0") && row.contains("live"), "{row}");
+        if w >= 120 {
+            s.has("InBPS");
+        }
+    });
+    h.key(KeyCode::Enter);
+    both(&h, |s, _, _| {
+        s.has("Service web");
+        s.has("TCP 192.168.100.111:80  sched wrr  fwd dr  persistence none");
+        let wcol = col(s, "Weight");
+        let r1 = s.row_of("192.168.100.31:80");
+        // Weight 3, right-aligned under "Weight".
+        assert_eq!(r1.chars().skip(wcol).take(6).collect::<String>(), "     3", "{r1}");
+        assert!(r1.contains("UP"), "{r1}");
+        let r2 = s.row_of("192.168.100.32:80");
+        assert_eq!(r2.chars().skip(wcol).take(6).collect::<String>(), "     1", "{r2}");
+        s.has("w drain");
+    });
+    h.key(KeyCode::Char('w'));
+    both(&h, |s, _, _| {
+        s.row_of("192.168.100.31:80").contains("QUIESCED");
+        s.row_has(0, &["staged 1"]);
+        s.has("Staged: drain 192.168.100.31 (weight 3 -> 0)");
+    });
+}
+
+#[test]
+fn service_form_shows_field_errors() {
+    let mut h = logged_in("s-form");
+    h.key(KeyCode::Char('2'));
+    h.key(KeyCode::Char('a'));
+    h.typ("api");
+    h.key(KeyCode::Tab);
+    h.typ("192.168.100.111:99999");
+    both(&h, |s, _, _| {
+        s.has("Add service");
+        s.has(" Name         : api");
+        s.has(">Address      : 192.168.100.111:99999_");
+        s.has("! `192.168.100.111:99999` is not an address[:port]");
+        s.has(" Scheduler    : < wlc >");
+        s.has("Enter stage  Esc cancel");
+    });
+}
+
+#[test]
+fn network_screen() {
+    let mut h = logged_in("s-net");
+    h.key(KeyCode::Char('3'));
+    both(&h, |s, w, _| {
+        s.has(">iface lan        192.168.100.244/24");
+        s.has("route default            via 192.168.100.1");
+        s.has("vip   192.168.100.111/32 on lan");
+        s.has("Live (from the kernel)");
+        s.has("lan        UP/up 192.168.100.244/24 192.168.100.111/32");
+        if w >= 120 {
+            s.has("lan        UP/up 192.168.100.244/24 192.168.100.111/32  52:54:00:12:34:56 mtu 1500");
+        }
+        s.has("lo         UP/unknown 127.0.0.1/8 mtu 65536");
+        s.has("route 192.168.100.0/24 dev lan");
+        s.has("boot report: init not reachable");
+    });
+}
+
+#[test]
+fn connections_screen() {
+    let mut h = logged_in("s-conn");
+    h.key(KeyCode::Char('4'));
+    h.wait(250);
+    both(&h, |s, _, _| {
+        s.has("(2 of 2 shown; / to filter)");
+        let r = s.row_of("192.168.100.5:54321");
+        assert!(r.contains("ESTABLISHED") && r.contains("192.168.100.111:80") && r.contains("192.168.100.31:80"));
+    });
+    h.key(KeyCode::Char('/'));
+    h.typ("time_w");
+    both(&h, |s, _, _| {
+        s.has("Filter: time_w_");
+        s.has("(1 of 2 shown");
+        assert!(s.find("ESTABLISHED").is_none());
+        s.has("TIME_WAIT");
+    });
+}
+
+#[test]
+fn logs_screen() {
+    let mut h = logged_in("s-logs");
+    h.key(KeyCode::Char('5'));
+    h.wait(250);
+    both(&h, |s, _, _| {
+        s.has("Source lbd  Level >= info");
+        s.row_has(s.has("No such device").0, &["lbd", "WARN"]);
+        s.has("config applied (575 bytes)");
+    });
+    h.key(KeyCode::Char('f')); // info -> warn
+    both(&h, |s, _, _| {
+        s.has("Level >= warn");
+        assert!(s.find("config applied").is_none());
+    });
+    h.key(KeyCode::Char('s')); // init
+    both(&h, |s, _, _| {
+        s.has("Source init");
+        s.has("init logs: init not reachable");
+    });
+    h.init = Ok(serde_json::json!([{"t_ms": 1200, "level": "warn", "msg": "module ip_vs_twos not found"}]));
+    h.wait(3000);
+    both(&h, |s, _, _| {
+        s.row_has(s.has("module ip_vs_twos not found").0, &["init", "WARN"]);
+    });
+}
+
+#[test]
+fn system_screen_config_and_history() {
+    let mut h = logged_in("s-sys");
+    h.key(KeyCode::Char('6'));
+    both(&h, |s, _, _| {
+        s.has(">h  Host name");
+        s.has("b  Reboot");
+        s.has("o  Power off");
+        s.has("R  Reset to factory defaults");
+        s.has("Host name: lb1");
+        s.has("init not reachable");
+    });
+    h.key(KeyCode::Char('c'));
+    both(&h, |s, _, _| {
+        s.has("Applied config, lines 1-");
+        s.has("hostname = \"lb1\"");
+    });
+    h.key(KeyCode::Esc);
+    h.key(KeyCode::Char('v'));
+    h.wait(250);
+    both(&h, |s, _, _| {
+        s.has("Config history (1 = previous)");
+        s.has("no earlier versions kept");
+    });
+}
+
+#[test]
+fn changes_screen_review_and_countdown() {
+    let mut h = logged_in("s-chg");
+    both(&h, |_, _, _| {});
+    h.key(KeyCode::Char('7'));
+    both(&h, |s, _, _| {
+        s.has("No staged changes.");
+    });
+    h.key(KeyCode::Char('2'));
+    h.key(KeyCode::Enter);
+    h.key(KeyCode::Char('w'));
+    h.key(KeyCode::Char('7'));
+    both(&h, |s, _, _| {
+        s.has("1 staged change(s):");
+        s.has("* drain 192.168.100.31 (weight 3 -> 0)");
+        s.has("lbd: valid; 1 kernel change(s):");
+        s.has("edit real 192.168.100.31:80");
+        s.has("- weight = 3");
+        s.has("+ weight = 0");
+        s.has("a apply");
+    });
+    h.key(KeyCode::Char('a'));
+    both(&h, |s, _, _| {
+        s.has("APPLIED - CONFIRM WITHIN 60 s, or lbd rolls back by itself.");
+        s.has("c = Confirm (keep it)     r = Roll back now");
+        s.row_has(0, &["CONFIRM IN 60s"]);
+        s.has("c CONFIRM  r roll back now");
+    });
+}
+
+#[test]
+fn ascii_borders_and_words_for_vt_terminals() {
+    assert_eq!(Options::for_term("linux"), (true, true));
+    assert_eq!(Options::for_term("vt220"), (true, false));
+    assert_eq!(Options::for_term("vt100"), (true, false));
+    assert_eq!(Options::for_term("xterm-256color"), (false, true));
+    let mut h = logged_in("s-ascii");
+    h.app.opts.ascii = true;
+    h.app.opts.color = false;
+    h.key(KeyCode::Char('2'));
+    let s = h.screen(80, 24);
+    s.has("+ Services ---");
+    assert!(s.0[2].starts_with('+'), "{}", s.0[2]);
+    assert!(s.text().is_ascii(), "only ASCII on a vt220:\n{}", s.text());
+    // The selected row is marked with '>' as well as reversed video.
+    assert!(s.row_of("TCP 192.168.100.111:80").starts_with("|>web"));
+}
