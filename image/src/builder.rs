@@ -64,6 +64,8 @@ pub struct BuildOptions {
     pub epoch: u64,
     /// Build the static binaries with cargo (false: reuse what is in `static_target`).
     pub build_binaries: bool,
+    /// Reuse a cached compressed initramfs for an identical cpio.
+    pub compression_cache: bool,
     /// Print progress.
     pub verbose: bool,
 }
@@ -87,6 +89,7 @@ impl BuildOptions {
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(crate::SOURCE_DATE_EPOCH),
             build_binaries: true,
+            compression_cache: true,
             verbose: true,
         }
     }
@@ -418,7 +421,7 @@ fn build_flavour(
     for ext in ["zst", "xz"] {
         let _ = std::fs::remove_file(out.join(format!("{stem}.cpio.{ext}")));
     }
-    compress(opts.compression, &cpio, &initramfs)?;
+    compress_cached(opts, &cpio, &initramfs)?;
     std::fs::remove_file(&cpio)?;
     let isize = std::fs::metadata(&initramfs)?.len();
     say(opts, &format!("{flavour}: initramfs {} compressed ({} cpio)", human(isize), human(raw_size)));
@@ -474,6 +477,31 @@ impl std::io::Write for HashWriter<'_> {
     }
 }
 
+/// Compresses through a content-addressed cache (`cache/initramfs/<sha256 of
+/// the cpio>.<ext>`): compressing is the slowest step of a warm build, and
+/// the same input always gives the same output.
+fn compress_cached(opts: &BuildOptions, input: &Path, output: &Path) -> Result<()> {
+    let dir = opts.cache.join("initramfs");
+    std::fs::create_dir_all(&dir)?;
+    let key = dir.join(format!("{}.cpio.{}", sha256_file(input)?, opts.compression.ext()));
+    if opts.compression_cache && key.is_file() {
+        std::fs::copy(&key, output)?;
+        return Ok(());
+    }
+    compress(opts.compression, input, output)?;
+    let tmp = key.with_extension("partial");
+    std::fs::copy(output, &tmp)?;
+    std::fs::rename(&tmp, &key)?;
+    // Keep the cache small: entries older than a week go.
+    for e in std::fs::read_dir(&dir)?.flatten() {
+        let old = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+        if old.is_some_and(|age| age.as_secs() > 7 * 24 * 3600) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    Ok(())
+}
+
 fn compress(c: Compression, input: &Path, output: &Path) -> Result<()> {
     match c {
         Compression::Zstd => {
@@ -523,6 +551,8 @@ pub fn verify_reproducible(base: &BuildOptions, rebuild_binaries: bool) -> Resul
     for side in ["a", "b"] {
         let mut o = base.clone();
         o.out = base.out.join(format!("repro-{side}"));
+        // Build b compresses afresh, so compression is part of what is compared.
+        o.compression_cache = side == "a";
         crate::util::remove_dir_all_if_exists(&o.out)?;
         if rebuild_binaries {
             o.static_target = base.static_target.with_file_name(format!("static-repro-{side}"));

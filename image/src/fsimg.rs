@@ -70,11 +70,10 @@ pub fn make_uki(
     }
     cmd.arg(stub).arg(out);
     run(&mut cmd, "binutils")?;
-    // objcopy may stamp the PE header with the current time: pin it to 0 as
-    // the stub has, so the UKI depends only on its inputs.
+    // objcopy stamps the PE header with the current time (and checksums it):
+    // pin it to 0 as the stub has, so the UKI depends only on its inputs.
     let mut uki = std::fs::read(out)?;
-    let info = pe::parse(&uki)?;
-    uki[info.timestamp_offset..info.timestamp_offset + 4].copy_from_slice(&0u32.to_le_bytes());
+    pe::set_timestamp(&mut uki, 0)?;
     std::fs::write(out, &uki)?;
     Ok(())
 }

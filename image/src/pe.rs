@@ -78,6 +78,33 @@ impl PeInfo {
     }
 }
 
+/// The PE image checksum (as `objcopy`, `link.exe` and `MapFileAndCheckSum`
+/// compute it): 16-bit one's-complement-style sum of the file with the
+/// checksum field taken as zero, folded, plus the file length.
+pub fn checksum(b: &[u8], checksum_offset: usize) -> u32 {
+    let mut sum: u64 = 0;
+    for (i, chunk) in b.chunks(2).enumerate() {
+        let off = i * 2;
+        if off >= checksum_offset && off < checksum_offset + 4 {
+            continue;
+        }
+        let w = if chunk.len() == 2 { u16::from_le_bytes([chunk[0], chunk[1]]) } else { u16::from(chunk[0]) };
+        sum += u64::from(w);
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum = (sum & 0xffff) + (sum >> 16);
+    (sum as u32).wrapping_add(b.len() as u32)
+}
+
+/// Sets the COFF `TimeDateStamp` to `stamp` and recomputes the checksum.
+pub fn set_timestamp(b: &mut [u8], stamp: u32) -> Result<()> {
+    let info = parse(b)?;
+    b[info.timestamp_offset..info.timestamp_offset + 4].copy_from_slice(&stamp.to_le_bytes());
+    let sum = checksum(b, info.checksum_offset);
+    b[info.checksum_offset..info.checksum_offset + 4].copy_from_slice(&sum.to_le_bytes());
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,6 +166,34 @@ mod tests {
         let mut b = fake_pe(0, 0x200, &[]);
         b[0x80] = b'X';
         assert!(parse(&b).is_err());
+    }
+
+    #[test]
+    fn checksum_matches_objcopy_and_timestamp_is_pinned() {
+        // objcopy writes the current time and a checksum over it: we must agree with its checksum.
+        let dir = std::env::temp_dir().join(format!("lvsbox-pe-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sect = dir.join("payload");
+        std::fs::write(&sect, b"console=ttyS0").unwrap();
+        let out = dir.join("u.efi");
+        let st = std::process::Command::new("objcopy")
+            .arg("--add-section")
+            .arg(format!(".cmdline={}", sect.display()))
+            .args(["--change-section-vma", ".cmdline=0x30000", "/usr/lib/systemd/boot/efi/linuxx64.efi.stub"])
+            .arg(&out)
+            .status()
+            .expect("objcopy (binutils)");
+        assert!(st.success());
+        let mut b = std::fs::read(&out).unwrap();
+        let info = parse(&b).unwrap();
+        let stored = u32::from_le_bytes(b[info.checksum_offset..info.checksum_offset + 4].try_into().unwrap());
+        assert_ne!(stored, 0, "objcopy writes a checksum");
+        assert_eq!(checksum(&b, info.checksum_offset), stored);
+        set_timestamp(&mut b, 0).unwrap();
+        assert_eq!(b[info.timestamp_offset..info.timestamp_offset + 4], [0, 0, 0, 0]);
+        let again = u32::from_le_bytes(b[info.checksum_offset..info.checksum_offset + 4].try_into().unwrap());
+        assert_eq!(checksum(&b, info.checksum_offset), again);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
