@@ -134,6 +134,16 @@ enum Cmd {
         /// Artefact directory.
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+        /// Print the QEMU command instead of running it.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Write a small raw GPT disk whose ext4 partition `lvsbox-config` holds FILE as lvsbox.toml (validated first).
+    ConfigDisk {
+        /// The lvsbox.toml to put on it.
+        file: PathBuf,
+        /// The raw disk image to write.
+        out: PathBuf,
     },
     /// Build twice into two directories and compare every artefact's SHA256 (exit 1 if any differ).
     VerifyReproducible {
@@ -166,6 +176,12 @@ fn real_main() -> Result<()> {
             println!("build time: {:.1}s", report.seconds);
             Ok(())
         }
+        Cmd::ConfigDisk { file, out } => {
+            let text = builder::validate_config(&file)?;
+            image::config_disk(&text, &out)?;
+            println!("{}: {}", out.display(), human(std::fs::metadata(&out)?.len()));
+            Ok(())
+        }
         Cmd::VerifyReproducible { build, rebuild_binaries } => {
             let differ = builder::verify_reproducible(&build.options(), rebuild_binaries)?;
             if differ.is_empty() {
@@ -175,16 +191,29 @@ fn real_main() -> Result<()> {
                 bail!("NOT reproducible: {} differ (builds kept in repro-a/ and repro-b/)", differ.join(", "))
             }
         }
-        Cmd::Run { debug, direct, config, tap, no_net, kvm, memory, smp, append, out } => {
+        Cmd::Run { debug, direct, config, tap, no_net, kvm, memory, smp, append, out, dry_run } => {
             let dir = out.unwrap_or_else(image::default_out_dir);
             let arts = Artefacts::locate_in(&dir)?;
             let flavour = image::qemu::flavour_of(debug);
             let a = arts.get(flavour)?;
             let config_text = config.as_deref().map(builder::validate_config).transpose()?;
+            remove_stale_run_dirs(&dir);
             let scratch = dir.join(format!("run-{}", std::process::id()));
             std::fs::create_dir_all(&scratch)?;
-            let result =
-                run_guest(&arts, a, &scratch, config_text.as_deref(), direct, &tap, no_net, kvm, memory, smp, append);
+            let result = run_guest(
+                &arts,
+                a,
+                &scratch,
+                config_text.as_deref(),
+                direct,
+                &tap,
+                no_net,
+                kvm,
+                memory,
+                smp,
+                append,
+                dry_run,
+            );
             image::util::remove_dir_all_if_exists(&scratch)?;
             result
         }
@@ -204,6 +233,7 @@ fn run_guest(
     memory: u32,
     smp: u32,
     append: Option<String>,
+    dry_run: bool,
 ) -> Result<()> {
     let mut q = if direct {
         let mut q = QemuCmd::direct_flavour(&arts.kernel, a);
@@ -260,6 +290,11 @@ fn run_guest(
             q = q.nic(Nic::parse_tap(t)?);
         }
     }
+    if dry_run {
+        let args: Vec<String> = q.args().iter().map(|a| shell_quote(&a.to_string_lossy())).collect();
+        println!("{} {}", q.binary.display(), args.join(" "));
+        return Ok(());
+    }
     eprintln!(
         "booting {} ({}, {}); Ctrl-A X quits, Ctrl-A C toggles the QEMU monitor",
         a.flavour,
@@ -271,4 +306,25 @@ fn run_guest(
         bail!("qemu exited with {status}");
     }
     Ok(())
+}
+
+fn shell_quote(s: &str) -> String {
+    if s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=,:@+".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// Removes `run-<pid>` scratch dirs left by `image run` processes that no longer exist.
+fn remove_stale_run_dirs(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if let Some(pid) = name.strip_prefix("run-").and_then(|p| p.parse::<u32>().ok()) {
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
 }
