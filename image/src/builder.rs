@@ -502,7 +502,8 @@ fn compress_cached(opts: &BuildOptions, input: &Path, output: &Path) -> Result<(
     Ok(())
 }
 
-fn compress(c: Compression, input: &Path, output: &Path) -> Result<()> {
+/// Compresses `input` into `output` with the host tool (no cache).
+pub fn compress(c: Compression, input: &Path, output: &Path) -> Result<()> {
     match c {
         Compression::Zstd => {
             run(Command::new("zstd").args(["-q", "-19", "-T1", "-f"]).arg(input).arg("-o").arg(output), "zstd")?;

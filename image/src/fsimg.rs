@@ -147,20 +147,27 @@ pub fn make_ext4(
             .env("E2FSPROGS_FAKE_TIME", epoch.to_string()),
         "e2fsprogs",
     )?;
-    // mkfs.ext4 -d copies the staging files' owners: make them root whoever builds.
-    use std::os::unix::fs::MetadataExt;
-    for (name, _) in files {
-        if std::fs::metadata(stage.join(name))?.uid() != 0 {
-            for field in ["uid", "gid"] {
-                run(
-                    Command::new("debugfs")
-                        .args(["-w", "-R", &format!("set_inode_field /{name} {field} 0")])
-                        .arg(out)
-                        .env("E2FSPROGS_FAKE_TIME", epoch.to_string()),
-                    "e2fsprogs",
-                )?;
+    // mkfs.ext4 -d copies each file's owner and ctime (which cannot be set on
+    // the staging file): pin them to root and the epoch.
+    if !files.is_empty() {
+        let mut script = String::new();
+        for (name, _) in files {
+            for (field, value) in [("uid", "0".to_string()), ("gid", "0".to_string()), ("ctime", format!("@{epoch}"))] {
+                script.push_str(&format!("set_inode_field /{name} {field} {value}\n"));
             }
         }
+        let script_path = work.join("debugfs.cmds");
+        std::fs::write(&script_path, script)?;
+        run(
+            Command::new("debugfs")
+                .arg("-w")
+                .arg("-f")
+                .arg(&script_path)
+                .arg(out)
+                .env("E2FSPROGS_FAKE_TIME", epoch.to_string()),
+            "e2fsprogs",
+        )?;
+        let _ = std::fs::remove_file(&script_path);
     }
     crate::util::remove_dir_all_if_exists(&stage)?;
     let _ = std::fs::remove_file(&conf);
