@@ -368,8 +368,15 @@ fn add_debug_tools(t: &mut Tree, roots: &[PathBuf]) -> Result<()> {
         }
     }
     let loader = find(&interp).with_context(|| format!("loader {interp} not in libc6"))?;
+    let base = interp.rsplit('/').next().unwrap_or(&interp);
+    let in_libdir = format!("/lib/x86_64-linux-gnu/{base}");
     if t.get(&interp).is_none() {
-        t.file(&interp, 0o755, std::fs::read(loader)?)?;
+        if t.get(&in_libdir).is_some() {
+            // libc.so.6 needs the loader by soname too: ship it once.
+            t.symlink(&interp, &in_libdir)?;
+        } else {
+            t.file(&interp, 0o755, std::fs::read(loader)?)?;
+        }
     }
     Ok(())
 }
