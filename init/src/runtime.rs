@@ -45,6 +45,33 @@ pub enum Halt {
 }
 
 /// The signals init reads through its signalfd.
+/// Once the TUI runs on a tty that is also a kernel console, kernel and init
+/// log lines printed there would scribble over it: from then on only errors
+/// reach the console (everything still goes to kmsg and init's ring, which
+/// the console's Logs screen shows). Not with `lvsbox.debug=1`.
+fn quiet_kernel_console(consoles: &[crate::supervise::Spec]) {
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    if cmdline.split_whitespace().any(|w| w == "lvsbox.debug=1") {
+        return;
+    }
+    let kernel: Vec<String> = std::fs::read_to_string("/proc/consoles")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect();
+    let on_kernel_console = consoles.iter().filter_map(|c| c.tty.as_deref()).any(|tty| {
+        let tty = tty.strip_prefix("/dev/").unwrap_or(tty);
+        kernel.iter().any(|k| k == tty || (k == "tty0" && tty.starts_with("tty") && !tty.starts_with("ttyS")))
+    });
+    if on_kernel_console {
+        if let Err(e) = std::fs::write("/proc/sys/kernel/printk", "4 4 1 7") {
+            warn!("cannot lower the console log level: {e}");
+        } else {
+            info!("console TUI on a kernel console: only errors are printed there from now on");
+        }
+    }
+}
+
 pub fn signal_set() -> SigSet {
     let mut s = SigSet::empty();
     for sig in [
@@ -191,6 +218,7 @@ impl<'a> Runtime<'a> {
 
     fn start_consoles(&mut self) {
         let now = Instant::now();
+        quiet_kernel_console(&self.pending_consoles);
         for c in std::mem::take(&mut self.pending_consoles) {
             if !self.table.has(&c.name) {
                 self.table.add(c, now);
