@@ -1,6 +1,7 @@
 //! lvsbox end-to-end harness: labs of network namespaces on the host, QEMU
 //! guests booted from our image, real servers, clients and peers.
 
+pub mod guest;
 pub mod http;
 pub mod lab;
 
