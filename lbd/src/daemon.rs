@@ -761,8 +761,10 @@ impl Daemon {
             Command::Confirm => done(self.confirm()),
             Command::Rollback => done(self.rollback().await),
             Command::Restore { rules, confirm_within } => {
+                // Like `ipvsadm -C; ipvsadm -R < rules`: the services become
+                // exactly what the rules describe (the rest of the config stays).
                 let cfg = self.lock().cfg.clone();
-                match ipvsadm::restore(&cfg.services, &rules) {
+                match ipvsadm::restore(&[], &rules) {
                     Err(errors) => Response::err_with(
                         id,
                         format!("{} bad line(s); nothing applied", errors.len()),

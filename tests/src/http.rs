@@ -34,3 +34,49 @@ pub fn response(name: &str) -> Vec<u8> {
     )
     .into_bytes()
 }
+
+/// The outcome of a request loop.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Answers per responder name.
+    pub by_name: std::collections::BTreeMap<String, usize>,
+    /// Requests that failed.
+    pub failures: usize,
+    /// The first few failure reasons.
+    pub errors: Vec<String>,
+}
+
+impl Tally {
+    /// Answers from `name`.
+    pub fn count(&self, name: &str) -> usize {
+        self.by_name.get(name).copied().unwrap_or(0)
+    }
+    /// All successful answers.
+    pub fn ok(&self) -> usize {
+        self.by_name.values().sum()
+    }
+}
+
+/// `n` sequential GETs (a new connection each), bounded by `timeout` each and
+/// `total` overall (stops early when `total` runs out, counting the rest as failures).
+pub fn tally(ip: &str, port: u16, n: usize, timeout: Duration, total: Duration) -> Tally {
+    let t0 = std::time::Instant::now();
+    let mut t = Tally::default();
+    for i in 0..n {
+        if t0.elapsed() > total {
+            t.failures += n - i;
+            t.errors.push(format!("stopped after {total:?}"));
+            break;
+        }
+        match get(ip, port, timeout) {
+            Ok(name) => *t.by_name.entry(name).or_default() += 1,
+            Err(e) => {
+                t.failures += 1;
+                if t.errors.len() < 5 {
+                    t.errors.push(format!("request {i}: {e:#}"));
+                }
+            }
+        }
+    }
+    t
+}

@@ -86,7 +86,8 @@ pub enum Command {
     /// Goes back to the config before the pending apply, now.
     Rollback,
     /// Replaces the services with ipvsadm rules (`ipvsadm -S` output or
-    /// command lines) and applies the result.
+    /// command lines), as `ipvsadm -C; ipvsadm -R < rules` would, and applies
+    /// the result (the rest of the config stays).
     Restore {
         /// The rules.
         rules: String,
