@@ -317,3 +317,47 @@ fn out_of_band_flush_is_repaired_within_5_s() -> Result<()> {
     assert_eq!(rr.failures, 0, "{rr:?}");
     Ok(())
 }
+
+/// TUN (IP-in-IP): the host kernel has no ipip, so the two real servers are
+/// guests too (debug image: VIP on tunl0, busybox httpd), three guests in all.
+#[test]
+fn tun_traffic_reaches_tunnelled_reals_round_robin() -> Result<()> {
+    use tests::guest::{GuestSpec, mac};
+    let mut lab = tests::lab::Lab::new()?;
+    let client = lab.add_host("cl", "10.77.0.50/24", None)?;
+    let vip = "10.77.0.103";
+    let mut reals = Vec::new();
+    for i in 1..=2u8 {
+        let tap = lab.add_tap()?;
+        let cfg = format!(
+            "[system]\nhostname = \"tun{i}\"\n[[interfaces]]\nname = \"eth0\"\naddresses = [\"10.77.0.{}/24\"]\n",
+            30 + i
+        );
+        let mut g = Guest::boot(&lab, &GuestSpec::debug(&format!("tun{i}")).config(&cfg).nic(&tap, &mac(10 + i, 0)))?;
+        reals.push(g.wait_ready().map(|_| g)?);
+    }
+    for (i, g) in reals.iter_mut().enumerate() {
+        g.sh_ok(&format!(
+            "ip link set tunl0 up && ip addr add {vip}/32 dev tunl0 && \
+             sysctl -w net.ipv4.conf.tunl0.rp_filter=0 net.ipv4.conf.all.rp_filter=0 \
+                       net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 >/dev/null && \
+             mkdir -p /www && echo tun{} > /www/index.html && httpd -p 80 -h /www",
+            i + 1
+        ))?;
+    }
+    let cfg = format!(
+        "{}\n[[vips]]\naddress = \"{vip}\"\ninterface = \"eth0\"\n\n[[services]]\naddress = \"{vip}:80\"\nscheduler = \"rr\"\nforwarding = \"tun\"\n\
+         [[services.reals]]\naddress = \"10.77.0.31\"\n[[services.reals]]\naddress = \"10.77.0.32\"\n",
+        director_network()
+    );
+    let tap = lab.add_tap()?;
+    let mut dir = Guest::boot(&lab, &GuestSpec::debug("director").config(&cfg).nic(&tap, &mac(1, 0)))?;
+    dir.wait_ready()?;
+    assert!(dir.sh_ok("ipvsadm -Ln")?.contains("10.77.0.31:80                Tunnel"));
+    let t = client.ns.in_thread(move || http::tally(vip, 80, 200, Duration::from_secs(5), Duration::from_secs(300)))?;
+    assert_eq!(t.failures, 0, "{t:?}");
+    assert_eq!((t.count("tun1"), t.count("tun2")), (100, 100), "TUN rr: {t:?}");
+    drop(dir);
+    drop(reals);
+    Ok(())
+}
