@@ -256,6 +256,12 @@ pub fn overlay(base: &Path, out: &Path) -> Result<()> {
 /// Writes a small raw GPT disk with one ext4 partition named `lvsbox-config`
 /// holding `lvsbox.toml` = `toml_text` (no root, no loop mounts).
 pub fn config_disk(toml_text: &str, out: &Path) -> Result<()> {
+    config_disk_with(&[(CONFIG_FILE_NAME, toml_text.as_bytes())], out)
+}
+
+/// Like [`config_disk`], with any files at the partition's root (tests and
+/// benchmarks put inputs next to `lvsbox.toml`).
+pub fn config_disk_with(files: &[(&str, &[u8])], out: &Path) -> Result<()> {
     let work = out.with_file_name(format!(
         ".{}.work-{}",
         out.file_name().and_then(|n| n.to_str()).unwrap_or("config"),
@@ -265,22 +271,16 @@ pub fn config_disk(toml_text: &str, out: &Path) -> Result<()> {
     let result = (|| {
         let part = work.join("config.ext4");
         let epoch = crate::SOURCE_DATE_EPOCH;
-        make_ext4(
-            &[(CONFIG_FILE_NAME, toml_text.as_bytes())],
-            &part,
-            CONFIG_SIZE,
-            lbd::paths::CONFIG_PARTLABEL,
-            "lvsbox:config-disk",
-            epoch,
-            &work,
-        )?;
+        let bytes: u64 = files.iter().map(|(_, d)| d.len() as u64).sum();
+        let size = CONFIG_SIZE.max((bytes * 2 + (16 << 20)).next_multiple_of(1 << 20));
+        make_ext4(files, &part, size, lbd::paths::CONFIG_PARTLABEL, "lvsbox:config-disk", epoch, &work)?;
         let layout = Layout::new(
             Guid::derived("lvsbox:config-disk:disk"),
             &[PartSpec {
                 name: lbd::paths::CONFIG_PARTLABEL.into(),
                 type_guid: Guid::parse(Guid::LINUX_FS)?,
                 guid: Guid::derived("lvsbox:config-disk:config"),
-                size: CONFIG_SIZE,
+                size,
             }],
         )?;
         assemble_disk(&layout, &[&part], out)

@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-pub use fsimg::config_disk;
+pub use fsimg::{config_disk, config_disk_with};
 
 /// Default SOURCE_DATE_EPOCH of every build (2025-01-01T00:00:00Z): all
 /// timestamps in the artefacts. Overridable with `--source-date-epoch` or the

@@ -34,6 +34,8 @@ pub struct GuestSpec {
     pub flavour: Flavour,
     /// `lvsbox.toml` for the config partition; `None` boots without a config disk.
     pub config: Option<String>,
+    /// More files for the config partition (`/cfg/NAME` in the guest).
+    pub files: Vec<(String, Vec<u8>)>,
     /// NICs: tap name in the lab and MAC.
     pub nics: Vec<(String, String)>,
     /// Extra kernel command line (direct boot only).
@@ -51,6 +53,7 @@ impl GuestSpec {
             name: name.into(),
             flavour: Flavour::Debug,
             config: None,
+            files: Vec::new(),
             nics: Vec::new(),
             append: vec!["lvsbox.consoles=".into()],
             memory: 768,
@@ -160,7 +163,9 @@ impl Guest {
             }
             if let Some(cfg) = &spec.config {
                 let disk = dir.join("config.img");
-                image::config_disk(cfg, &disk)?;
+                let mut files: Vec<(&str, &[u8])> = vec![("lvsbox.toml", cfg.as_bytes())];
+                files.extend(spec.files.iter().map(|(n, d)| (n.as_str(), d.as_slice())));
+                image::config_disk_with(&files, &disk)?;
                 q = q.drive(&disk, "raw");
             }
             q

@@ -166,6 +166,7 @@ fn production_disk_boots_under_ovmf() -> Result<()> {
         name: "uefi".into(),
         flavour: image::Flavour::Production,
         config: Some(CFG.into()),
+        files: vec![],
         nics: vec![(tap, mac(2, 0))],
         append: vec![],
         memory: 768,
