@@ -11,3 +11,4 @@ pub mod logring;
 pub mod paths;
 pub mod reconcile;
 pub mod store;
+pub mod vrrp;
