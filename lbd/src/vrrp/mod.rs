@@ -8,4 +8,5 @@
 //! - [`net`]: sockets, GARP/NA, addresses and link state (Linux, tokio);
 //! - [`engine`]: the task that joins them, run on its own thread.
 
+pub mod fsm;
 pub mod packet;

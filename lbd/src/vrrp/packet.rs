@@ -266,7 +266,7 @@ pub fn encode(a: &Advert, src: IpAddr, dst: IpAddr, mode: ChecksumMode, out: &mu
     push(out, &[(a.version.number() << 4) | 1, a.vrid, a.priority, a.addrs.len() as u8])?;
     match a.version {
         Version::V2 => {
-            if a.interval_cs == 0 || a.interval_cs % 100 != 0 || a.interval_cs / 100 > 255 {
+            if a.interval_cs == 0 || !a.interval_cs.is_multiple_of(100) || a.interval_cs / 100 > 255 {
                 return Err(EncodeError::Interval);
             }
             push(out, &[a.auth.type_byte(), (a.interval_cs / 100) as u8, 0, 0])?;
