@@ -8,5 +8,6 @@
 //! - [`net`]: sockets, GARP/NA, addresses and link state (Linux, tokio);
 //! - [`engine`]: the task that joins them, run on its own thread.
 
+pub mod config;
 pub mod fsm;
 pub mod packet;
