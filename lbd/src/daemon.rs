@@ -115,12 +115,17 @@ enum Job {
     Zero {
         reply: oneshot::Sender<Result<(), String>>,
     },
+    /// VRRP: make the running sync daemons exactly these.
+    SyncDaemons {
+        want: Vec<ipvs::Daemon>,
+    },
 }
 
 /// The kernel worker: owns the handle and the drain bookkeeping.
 fn worker(mut k: Box<dyn Kernel>, jobs: mpsc::Receiver<Job>) {
     let start = Instant::now();
     let mut drains = Drains::default();
+    let mut sync_err = None;
     while let Ok(job) = jobs.recv() {
         match job {
             Job::Reconcile { desired, drain, timeouts, reply } => {
@@ -179,6 +184,15 @@ fn worker(mut k: Box<dyn Kernel>, jobs: mpsc::Receiver<Job>) {
             Job::Zero { reply } => {
                 let _ = reply.send(k.zero(None));
             }
+            Job::SyncDaemons { want } => {
+                let r = crate::vrrp::engine::sync_daemons(k.as_mut(), &want);
+                match (&r, &sync_err) {
+                    (Ok(changes), _) if !changes.is_empty() => info!("IPVS sync daemon: {}", changes.join(", ")),
+                    (Err(e), last) if last.as_ref() != Some(e) => warn!("IPVS sync daemon: {e}"),
+                    _ => {}
+                }
+                sync_err = r.err();
+            }
         }
     }
 }
@@ -199,6 +213,8 @@ pub struct Daemon {
     started: Instant,
     /// Serializes apply/confirm/rollback.
     apply_lock: Arc<tokio::sync::Mutex<()>>,
+    /// The VRRP engine (its own thread).
+    vrrp: crate::vrrp::engine::Vrrp,
 }
 
 fn now_s() -> u64 {
@@ -232,6 +248,11 @@ impl Daemon {
         };
         let desired = Arc::new(reconcile::desired(&cfg));
         let (tx, rx) = mpsc::channel();
+        let sync_tx = tx.clone();
+        let vrrp = crate::vrrp::engine::Vrrp::new(Arc::new(move |want| {
+            let _ = sync_tx.send(Job::SyncDaemons { want });
+        }));
+        vrrp.apply(&cfg.vrrp);
         std::thread::Builder::new()
             .name("kernel".into())
             .spawn(move || worker(kernel, rx))
@@ -253,6 +274,7 @@ impl Daemon {
             ring,
             started: Instant::now(),
             apply_lock: Arc::new(tokio::sync::Mutex::new(())),
+            vrrp,
         }
     }
 
@@ -316,6 +338,7 @@ impl Daemon {
         self.store.persist(text).map_err(|e| {
             (format!("cannot persist {}: {e}; nothing applied", self.store.path().display()), Value::Null)
         })?;
+        self.vrrp.apply(&cfg.vrrp);
         let gen_ = {
             let mut s = self.lock();
             s.text = text.to_string();
@@ -560,6 +583,11 @@ impl Daemon {
             }
             Command::Logs { after, max } => Response::ok(id, json!(self.ring.since(after, max.unwrap_or(200)))),
             Command::History => Response::ok(id, json!(self.store.history())),
+            Command::Vrrp => Response::ok(id, self.vrrp.status().await),
+            Command::VrrpMaintenance { target, on } => match self.vrrp.maintenance(&target, on).await {
+                Ok(v) => Response::ok(id, v),
+                Err(e) => Response::err(id, e),
+            },
         }
     }
 
@@ -676,6 +704,7 @@ pub async fn run(opts: Options, kernel: Box<dyn Kernel>, ring: LogRing) -> anyho
             _ = int.recv() => break,
         }
     }
+    d.vrrp.shutdown().await;
     info!("stopping; the IPVS table is left as it is");
     let _ = std::fs::remove_file(&sock);
     Ok(())

@@ -107,6 +107,15 @@ pub enum Command {
     },
     /// The kept config versions.
     History,
+    /// VRRP instances: state, priorities, master, counters per drop reason, history.
+    Vrrp,
+    /// VRRP maintenance: hand over and stay backup (`on`), or resume.
+    VrrpMaintenance {
+        /// An instance or sync group name.
+        target: String,
+        /// On or off.
+        on: bool,
+    },
 }
 
 /// A response line.

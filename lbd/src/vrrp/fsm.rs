@@ -344,6 +344,14 @@ impl Instance {
     pub fn params(&self) -> &Params {
         &self.p
     }
+    /// Updates the primary address (found at run time; tie-break only).
+    pub fn set_primary(&mut self, ip: IpAddr) {
+        self.p.primary = ip;
+    }
+    /// Whether this instance drives the IPVS sync daemon.
+    pub fn set_sync_daemon(&mut self, on: bool) {
+        self.p.sync_daemon = on;
+    }
     /// Current state.
     pub fn state(&self) -> State {
         self.state

@@ -9,5 +9,7 @@
 //! - [`engine`]: the task that joins them, run on its own thread.
 
 pub mod config;
+pub mod engine;
 pub mod fsm;
+pub mod net;
 pub mod packet;
