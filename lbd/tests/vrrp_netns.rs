@@ -26,11 +26,15 @@ fn mdi_v3(advert: Duration, prio: u32) -> Duration {
 /// Samples VIP ownership in hosts `a` and `b` for `dur`; the longest time
 /// both held it, and the longest time neither did.
 fn watch(lab: &Lab, a: usize, b: usize, dur: Duration) -> (Duration, Duration) {
+    watch_family(lab, a, b, dur, false)
+}
+
+fn watch_family(lab: &Lab, a: usize, b: usize, dur: Duration, v6: bool) -> (Duration, Duration) {
     let t0 = Instant::now();
     let (mut both_since, mut none_since) = (None::<Instant>, None::<Instant>);
     let (mut both_max, mut none_max) = (Duration::ZERO, Duration::ZERO);
     while t0.elapsed() < dur {
-        let (x, y) = (lab.has_vip(a), lab.has_vip(b));
+        let (x, y) = (lab.owns(a, v6), lab.owns(b, v6));
         let now = Instant::now();
         if x && y {
             let s = *both_since.get_or_insert(now);
@@ -55,8 +59,9 @@ fn lbd_pair_failover_and_preemption() {
     let mut lab = Lab::new(&["a", "b"]);
     let vip = lab.vip();
     let advert = Duration::from_millis(100);
-    let hi = lab.lbd_config(0, &lbd_instance(vip, 42, 150, 3, "0.1", ""));
-    let lo = lab.lbd_config(1, &lbd_instance(vip, 42, 100, 3, "0.1", ""));
+    let sync = "\n[vrrp.sync_daemon]\ninterface = \"eth0\"\ninstance = \"vi1\"\nsyncid = 9\n";
+    let hi = lab.lbd_config(0, &lbd_instance(vip, 42, 150, 3, "0.1", "")) + sync;
+    let lo = lab.lbd_config(1, &lbd_instance(vip, 42, 100, 3, "0.1", "")) + sync;
     let a = lab.start_lbd(0, &hi);
     let b = lab.start_lbd(1, &lo);
     wait_for(Duration::from_secs(5), || lab.state(a, "vi1") == "master" && lab.has_vip(0))
@@ -69,6 +74,35 @@ fn lbd_pair_failover_and_preemption() {
     assert_eq!(bi["master"]["ip"], lab.addr(0).to_string(), "the backup knows the master: {bi}");
     assert!(bi["rx_adverts"].as_u64().unwrap() >= 5, "{bi}");
     assert_eq!(bi["drops"], serde_json::json!({}), "no drops between two lbd: {bi}");
+    // IPVS connection sync follows VRRP: master daemon on the master, backup on the backup.
+    assert_eq!(daemons(&lab, a), "master sync daemon (mcast=eth0, syncid=9)");
+    assert_eq!(daemons(&lab, b), "backup sync daemon (mcast=eth0, syncid=9)");
+
+    // Applying a config where the instance did not change keeps mastership
+    // (no flap, VIP held throughout); changing the instance restarts it.
+    let with_service =
+        format!("{hi}\n[[services]]\naddress = \"{vip}:80\"\nreals = [{{ address = \"{}\" }}]\n", lab.addr(1));
+    let sampler = {
+        let (ns, vip) = (lab.ns(0).to_string(), vip);
+        std::thread::spawn(move || {
+            let t0 = Instant::now();
+            let mut lost = 0;
+            while t0.elapsed() < Duration::from_millis(600) {
+                let out =
+                    Command::new("ip").args(["-n", &ns, "-4", "-o", "addr", "show", "dev", "eth0"]).output().unwrap();
+                if !String::from_utf8_lossy(&out.stdout).contains(&format!(" {vip}/")) {
+                    lost += 1;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            lost
+        })
+    };
+    let r = netns::ctl(&lab.sock(a), lbd::ctl::proto::Command::Apply { text: with_service, confirm_within: None });
+    assert!(r.is_some(), "apply failed");
+    assert_eq!(sampler.join().unwrap(), 0, "the VIP left the master during an apply that did not touch VRRP");
+    let ai = lab.instance(a, "vi1");
+    assert_eq!((ai["state"].as_str(), ai["became_master"].as_u64()), (Some("master"), Some(1)), "{ai}");
 
     // The master dies: the backup owns the VIP within Master_Down_Interval + margin.
     lab.kill(a);
@@ -77,6 +111,7 @@ fn lbd_pair_failover_and_preemption() {
         wait_for(bound, || lab.has_vip(1)).unwrap_or_else(|t| panic!("no takeover after {t:?}:\n{}", lab.log(1)));
     println!("takeover after SIGKILL: {took:?} (Master_Down_Interval {:?})", mdi_v3(advert, 100));
     assert_eq!(lab.state(b, "vi1"), "master");
+    assert_eq!(daemons(&lab, b), "master sync daemon (mcast=eth0, syncid=9)");
 
     // It comes back (VIP left over from the killed process): it starts as
     // backup, drops the stale VIP, then preempts.
@@ -97,6 +132,15 @@ fn lbd_pair_failover_and_preemption() {
     assert!(took < mdi_v3(advert, 100), "graceful hand-over took {took:?}, as long as a crash");
 }
 
+/// `lbd ctl list --daemon` of process `idx`.
+fn daemons(lab: &Lab, idx: usize) -> String {
+    let v = netns::ctl(
+        &lab.sock(idx),
+        lbd::ctl::proto::Command::List { view: lbd::ctl::proto::View::Daemon, exact: false },
+    );
+    v.and_then(|v| v.as_str().map(|s| s.trim().to_string())).unwrap_or_default()
+}
+
 #[test]
 fn lbd_pair_nopreempt() {
     require(false);
@@ -115,68 +159,98 @@ fn lbd_pair_nopreempt() {
 }
 
 /// lbd and keepalived on one link, each way round; failover both ways.
-fn interop(version: u8, advert: &str, pass: Option<&str>) {
+fn interop(version: u8, advert: &str, pass: Option<&str>, v6: bool) {
     require(true);
     let adv = Duration::from_secs_f64(advert.parse().unwrap());
     let extra = pass.map(|p| format!("auth_pass = \"{p}\"")).unwrap_or_default();
+    let fam = if v6 { "IPv6" } else { "IPv4" };
     for lbd_master in [true, false] {
         let mut lab = Lab::new(&["l", "k"]);
-        let vip = lab.vip();
+        let vip = if v6 { lab.vip6().to_string() } else { lab.vip().to_string() };
         let (lp, kp) = if lbd_master { (100, 50) } else { (50, 100) };
-        let lcfg = lab.lbd_config(0, &lbd_instance(vip, 51, lp, version, advert, &extra));
-        let kcfg = keepalived_conf(vip, 51, kp, version, advert, pass);
+        let lcfg = lab.lbd_config(0, &lbd_instance(&vip, 51, lp, version, advert, &extra));
+        let kcfg = keepalived_conf(&vip, 51, kp, version, advert, pass);
+        if v6 {
+            // Both speakers send from their link-locals: start once DAD is over
+            // (lbd alone copes, see lbd_starts_while_its_link_local_is_tentative).
+            lab.wait_ipv6_ready();
+        }
         let k = lab.start_keepalived(1, &kcfg);
         let l = lab.start_lbd(0, &lcfg);
         let settle = adv * 5 + MARGIN * 3;
         let (mi, bi) = if lbd_master { (0, 1) } else { (1, 0) };
-        wait_for(settle, || lab.has_vip(mi) && !lab.has_vip(bi)).unwrap_or_else(|_| {
+        wait_for(settle, || lab.owns(mi, v6) && !lab.owns(bi, v6) && lab.state(l, "vi1") != "fault").unwrap_or_else(|_| {
             panic!(
-                "v{version}: the priority-100 speaker never got the VIP alone:\nlbd:\n{}\nkeepalived:\n{}",
+                "v{version} {fam}: the priority-100 speaker never got the VIP alone:\nlbd:\n{}\n{}\nkeepalived:\n{}",
                 lab.log(0),
+                lab.instance(l, "vi1"),
                 lab.ka_log(1)
             )
         });
         // Steady state: never two masters for longer than one advert interval.
-        let (both, none) = watch(&lab, 0, 1, adv * 3);
-        assert!(both <= adv && none <= adv, "v{version}: both {both:?}, none {none:?}");
+        let (both, none) = watch_family(&lab, 0, 1, adv * 3, v6);
+        assert!(both <= adv && none <= adv, "v{version} {fam}: both {both:?}, none {none:?}");
         let li = lab.instance(l, "vi1");
         assert_eq!(li["state"], if lbd_master { "master" } else { "backup" }, "{li}");
         assert_eq!(li["drops"], serde_json::json!({}), "lbd dropped keepalived's adverts: {li}");
         if !lbd_master {
             assert!(li["rx_adverts"].as_u64().unwrap() >= 2, "{li}");
-            assert_eq!(li["master"]["ip"], lab.addr(1).to_string());
+            if !v6 {
+                assert_eq!(li["master"]["ip"], lab.addr(1).to_string());
+            }
         }
         // Kill the master; the other takes over.
         let killed = if lbd_master { l } else { k };
         lab.kill(killed);
         let mdi = adv * 3 + adv; // bound: 3 adverts + the largest skew
-        let took = wait_for(mdi + MARGIN, || lab.has_vip(bi))
-            .unwrap_or_else(|t| panic!("v{version}: no takeover after {t:?}:\n{}\n{}", lab.log(0), lab.ka_log(1)));
-        println!("v{version} {} killed: takeover in {took:?}", if lbd_master { "lbd" } else { "keepalived" });
+        let took = wait_for(mdi + MARGIN, || lab.owns(bi, v6)).unwrap_or_else(|t| {
+            panic!("v{version} {fam}: no takeover after {t:?}:\n{}\n{}", lab.log(0), lab.ka_log(1))
+        });
+        println!("v{version} {fam} {} killed: takeover in {took:?}", if lbd_master { "lbd" } else { "keepalived" });
         // The killed one comes back (stale VIP removed as a rebooted box would)
         // and, with the higher priority, preempts.
-        lab.drop_vip(mi);
+        lab.drop_vip(mi, v6);
         if lbd_master {
             lab.start_lbd(0, &lcfg);
         } else {
             lab.start_keepalived(1, &kcfg);
         }
-        wait_for(adv * 5 + MARGIN * 3, || lab.has_vip(mi) && !lab.has_vip(bi)).unwrap_or_else(|_| {
-            panic!("v{version}: no preemption back:\nlbd:\n{}\nkeepalived:\n{}", lab.log(0), lab.ka_log(1))
+        wait_for(adv * 5 + MARGIN * 3, || lab.owns(mi, v6) && !lab.owns(bi, v6)).unwrap_or_else(|_| {
+            panic!("v{version} {fam}: no preemption back:\nlbd:\n{}\nkeepalived:\n{}", lab.log(0), lab.ka_log(1))
         });
-        let (both, _) = watch(&lab, 0, 1, adv * 2);
-        assert!(both <= adv, "v{version} after preemption: both {both:?}");
+        let (both, _) = watch_family(&lab, 0, 1, adv * 2, v6);
+        assert!(both <= adv, "v{version} {fam} after preemption: both {both:?}");
     }
 }
 
 #[test]
 fn interop_keepalived_v2_pass() {
-    interop(2, "1", Some("secret12"));
+    interop(2, "1", Some("secret12"), false);
 }
 
 #[test]
 fn interop_keepalived_v3() {
-    interop(3, "0.1", None);
+    interop(3, "0.1", None, false);
+}
+
+#[test]
+fn interop_keepalived_v3_ipv6() {
+    interop(3, "0.1", None, true);
+}
+
+/// lbd started before DAD finished: Fault ("no usable source address"),
+/// then Backup, then Master, and the IPv6 VIP is announced.
+#[test]
+fn lbd_starts_while_its_link_local_is_tentative() {
+    require(false);
+    let mut lab = Lab::new(&["a"]);
+    let vip = lab.vip6();
+    let a = lab.start_lbd(0, &lab.lbd_config(0, &lbd_instance(vip, 3, 100, 3, "0.1", "")));
+    wait_for(Duration::from_secs(6), || lab.has_vip6(0) && lab.state(a, "vi1") == "master")
+        .unwrap_or_else(|_| panic!("never master on IPv6: {}", lab.instance(a, "vi1")));
+    let i = lab.instance(a, "vi1");
+    assert!(i["primary"].as_str().unwrap().starts_with("fe80::"), "{i}");
+    assert_eq!(i["tx_errors"], 0, "{i}");
 }
 
 #[test]

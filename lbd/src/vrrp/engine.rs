@@ -399,7 +399,25 @@ impl Engine {
                 self.machine.instances[i].set_primary(p);
             }
             let has_socket = self.sockets.contains_key(&(c.interface.clone(), is_v6(&c)));
-            let own_up = self.links.get(&c.interface).is_some_and(|l| l.up) && primary.is_some() && has_socket;
+            let link_up = self.links.get(&c.interface).is_some_and(|l| l.up);
+            let own_up = link_up && primary.is_some() && has_socket;
+            let why = match (self.links.contains_key(&c.interface), link_up, primary.is_some(), has_socket) {
+                (false, ..) => Some(format!("interface {} does not exist", c.interface)),
+                (true, false, ..) => Some(format!("interface {} is down", c.interface)),
+                (_, _, false, _) => Some(format!(
+                    "no usable {} source address on {} yet",
+                    if is_v6(&c) { "IPv6 link-local" } else { "IPv4" },
+                    c.interface
+                )),
+                (_, _, _, false) => Some(format!("no VRRP socket on {}", c.interface)),
+                _ => None,
+            };
+            if let Some(w) = why
+                && self.stats[i].last_error.as_deref() != Some(w.as_str())
+            {
+                info!("VRRP {}: {w}", c.name);
+                self.stats[i].last_error = Some(w);
+            }
             let mut evs = vec![(c.interface.clone(), own_up)];
             for t in &c.track {
                 evs.push((t.interface.clone(), self.links.get(&t.interface).is_some_and(|l| l.up)));
@@ -752,4 +770,43 @@ pub fn sync_daemons(k: &mut dyn crate::kernel::Kernel, want: &[Daemon]) -> Resul
         }
     }
     Ok(changes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::{Kernel, SimKernel};
+
+    fn d(state: DaemonState) -> Daemon {
+        Daemon {
+            state,
+            mcast_ifn: "eth1".into(),
+            sync_id: 7,
+            sync_maxlen: None,
+            mcast_group: None,
+            mcast_port: None,
+            mcast_ttl: None,
+        }
+    }
+
+    #[test]
+    fn sync_daemons_switch_roles_and_are_idempotent() {
+        let mut k = SimKernel::new();
+        let ch = sync_daemons(&mut k, &[d(DaemonState::Backup)]).unwrap();
+        assert_eq!(ch, vec!["started backup on eth1 (syncid 7)"]);
+        let ch = sync_daemons(&mut k, &[d(DaemonState::Master)]).unwrap();
+        assert_eq!(ch, vec!["stopped backup", "started master on eth1 (syncid 7)"]);
+        assert_eq!(k.daemons().unwrap(), vec![d(DaemonState::Master)]);
+        assert!(sync_daemons(&mut k, &[d(DaemonState::Master)]).unwrap().is_empty(), "no churn");
+        // The kernel reports its defaults for what we left unset: no restart.
+        k.daemons[0].mcast_port = Some(8848);
+        k.daemons[0].mcast_group = Some("224.0.0.81".parse().unwrap());
+        assert!(sync_daemons(&mut k, &[d(DaemonState::Master)]).unwrap().is_empty());
+        // A changed syncid restarts it; an empty wish stops ours.
+        let mut other = d(DaemonState::Master);
+        other.sync_id = 8;
+        assert_eq!(sync_daemons(&mut k, &[other]).unwrap().len(), 2);
+        assert_eq!(sync_daemons(&mut k, &[]).unwrap(), vec!["stopped master"]);
+        assert!(k.daemons().unwrap().is_empty());
+    }
 }

@@ -39,7 +39,8 @@ pub struct LinkInfo {
     pub up: bool,
     /// Hardware address.
     pub mac: Option<[u8; 6]>,
-    /// Addresses with prefix length, in kernel order (primary first).
+    /// Usable addresses with prefix length, in kernel order (primary first);
+    /// tentative IPv6 addresses are left out.
     pub addrs: Vec<(IpAddr, u8)>,
 }
 
@@ -107,7 +108,12 @@ impl Netlink {
                     _ => None,
                 })
             });
-            if let (Some(ip), Some((_, l))) = (addr, by_index.get_mut(&m.header.index)) {
+            // A tentative address (IPv6 DAD running) cannot be a source yet.
+            let tentative = m.attributes.iter().any(|a| match a {
+                AddressAttribute::Flags(f) => f.intersects(AddressFlags::Tentative | AddressFlags::Dadfailed),
+                _ => false,
+            });
+            if let (Some(ip), Some((_, l)), false) = (addr, by_index.get_mut(&m.header.index), tentative) {
                 l.addrs.push((ip, m.header.prefix_len));
             }
         }

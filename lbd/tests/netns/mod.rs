@@ -129,6 +129,10 @@ impl Lab {
     pub fn vip(&self) -> Ipv4Addr {
         Ipv4Addr::new(10, 201, self.seq as u8, 100)
     }
+    /// The lab's IPv6 VIP.
+    pub fn vip6(&self) -> std::net::Ipv6Addr {
+        std::net::Ipv6Addr::new(0xfd00, 201, self.seq as u16, 0, 0, 0, 0, 0x100)
+    }
     pub fn ns(&self, i: usize) -> &str {
         &self.hosts[i]
     }
@@ -255,6 +259,27 @@ impl Lab {
         let vip = format!(" {}/", self.vip());
         sh("ip", &["-n", &self.hosts[i], "-4", "-o", "addr", "show", "dev", "eth0"]).is_ok_and(|s| s.contains(&vip))
     }
+    /// Does host `i` have the IPv6 VIP on eth0?
+    pub fn has_vip6(&self, i: usize) -> bool {
+        let vip = format!(" {}/", self.vip6());
+        sh("ip", &["-n", &self.hosts[i], "-6", "-o", "addr", "show", "dev", "eth0"]).is_ok_and(|s| s.contains(&vip))
+    }
+    /// Waits until no host has a tentative IPv6 address (DAD done on the
+    /// link-locals that IPv6 VRRP sends from).
+    pub fn wait_ipv6_ready(&self) {
+        let hosts = self.hosts.clone();
+        wait_for(Duration::from_secs(10), || {
+            hosts.iter().all(|h| {
+                sh("ip", &["-n", h, "-6", "-o", "addr", "show", "dev", "eth0"])
+                    .is_ok_and(|s| s.contains("fe80::") && !s.contains("tentative"))
+            })
+        })
+        .expect("IPv6 link-locals never left DAD");
+    }
+    /// The VIP of the family asked for.
+    pub fn owns(&self, i: usize, v6: bool) -> bool {
+        if v6 { self.has_vip6(i) } else { self.has_vip(i) }
+    }
 
     /// eth0's MAC in host `i`.
     pub fn mac(&self, i: usize) -> [u8; 6] {
@@ -316,8 +341,8 @@ impl Lab {
         ip(&["-n", &self.hosts[i], "link", "set", "eth0", "up"]);
     }
     /// Removes the VIP from host `i` (what a dead box's reboot does).
-    pub fn drop_vip(&self, i: usize) {
-        let a = format!("{}/24", self.vip());
+    pub fn drop_vip(&self, i: usize, v6: bool) {
+        let a = if v6 { format!("{}/64", self.vip6()) } else { format!("{}/24", self.vip()) };
         let _ = sh("ip", &["-n", &self.hosts[i], "addr", "del", &a, "dev", "eth0"]);
     }
 }
@@ -360,20 +385,33 @@ pub fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> Result<Durati
 }
 
 /// A keepalived.conf with one instance on eth0 (VRRP only).
-pub fn keepalived_conf(vip: Ipv4Addr, vrid: u8, prio: u8, version: u8, advert: &str, pass: Option<&str>) -> String {
+pub fn keepalived_conf(
+    vip: impl std::fmt::Display,
+    vrid: u8,
+    prio: u8,
+    version: u8,
+    advert: &str,
+    pass: Option<&str>,
+) -> String {
     let auth =
         pass.map(|p| format!("  authentication {{\n    auth_type PASS\n    auth_pass {p}\n  }}\n")).unwrap_or_default();
     format!(
         "global_defs {{\n  router_id ka\n  enable_script_security\n}}\n\
          vrrp_instance vi1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id {vrid}\n  version {version}\n  \
-         priority {prio}\n  advert_int {advert}\n{auth}  virtual_ipaddress {{\n    {vip}/24\n  }}\n}}\n"
+         priority {prio}\n  advert_int {advert}\n{auth}  virtual_ipaddress {{\n    {vip}/{}\n  }}\n}}\n",
+        plen(&vip)
     )
 }
 
 /// An lbd `[[vrrp.instances]]` block on eth0 with the lab VIP.
-pub fn lbd_instance(vip: Ipv4Addr, vrid: u8, prio: u8, version: u8, advert: &str, extra: &str) -> String {
+pub fn lbd_instance(vip: impl std::fmt::Display, vrid: u8, prio: u8, version: u8, advert: &str, extra: &str) -> String {
     format!(
         "[[vrrp.instances]]\nname = \"vi1\"\ninterface = \"eth0\"\nvrid = {vrid}\npriority = {prio}\nversion = {version}\n\
-         advert_interval = {advert}\nvips = [{{ address = \"{vip}/24\" }}]\n{extra}\n"
+         advert_interval = {advert}\nvips = [{{ address = \"{vip}/{}\" }}]\n{extra}\n",
+        plen(&vip)
     )
+}
+
+fn plen(vip: &impl std::fmt::Display) -> u8 {
+    if vip.to_string().contains(':') { 64 } else { 24 }
 }
