@@ -254,6 +254,65 @@ fn lbd_starts_while_its_link_local_is_tentative() {
 }
 
 #[test]
+fn lbd_pair_unicast_peers() {
+    require(false);
+    let mut lab = Lab::new(&["a", "b"]);
+    let vip = lab.vip();
+    let advert = Duration::from_millis(100);
+    let (pa, pb) = (lab.addr(0), lab.addr(1));
+    let a = lab
+        .start_lbd(0, &lab.lbd_config(0, &lbd_instance(vip, 8, 150, 3, "0.1", &format!("unicast_peers = [\"{pb}\"]"))));
+    let b = lab
+        .start_lbd(1, &lab.lbd_config(1, &lbd_instance(vip, 8, 100, 3, "0.1", &format!("unicast_peers = [\"{pa}\"]"))));
+    wait_for(Duration::from_secs(5), || lab.state(a, "vi1") == "master" && lab.has_vip(0)).expect("a master");
+    wait_for(Duration::from_secs(2), || lab.instance(b, "vi1")["rx_adverts"].as_u64().unwrap_or(0) >= 3)
+        .unwrap_or_else(|_| panic!("b hears no unicast adverts: {}", lab.instance(b, "vi1")));
+    assert_eq!(lab.state(b, "vi1"), "backup");
+    lab.kill(a);
+    wait_for(mdi_v3(advert, 100) + MARGIN, || lab.has_vip(1)).expect("takeover over unicast");
+}
+
+/// The master loses its uplink (a tracked interface, weight 0): it hands
+/// over at once with a priority-0 advert instead of making the backup wait
+/// Master_Down_Interval; when the uplink returns it preempts again.
+#[test]
+fn lbd_tracked_uplink_failure_hands_over() {
+    require(false);
+    let mut lab = Lab::new(&["a", "b"]);
+    let vip = lab.vip();
+    let advert = Duration::from_secs(1);
+    // An "uplink" in a: one end of a veth pair whose other end we pull.
+    let ns = lab.ns(0).to_string();
+    for args in [
+        vec!["-n", ns.as_str(), "link", "add", "up0", "type", "veth", "peer", "name", "up0p"],
+        vec!["-n", ns.as_str(), "link", "set", "up0", "up"],
+        vec!["-n", ns.as_str(), "link", "set", "up0p", "up"],
+    ] {
+        assert!(Command::new("ip").args(&args).status().unwrap().success());
+    }
+    let cfg_a = lab.lbd_config(0, &lbd_instance(vip, 4, 150, 3, "1", "track = [{ interface = \"up0\" }]"))
+        + "\n[[interfaces]]\nname = \"up0\"\n";
+    let a = lab.start_lbd(0, &cfg_a);
+    let b = lab.start_lbd(1, &lab.lbd_config(1, &lbd_instance(vip, 4, 100, 3, "1", "")));
+    wait_for(Duration::from_secs(6), || {
+        lab.state(a, "vi1") == "master" && lab.state(b, "vi1") == "backup" && lab.has_vip(0)
+    })
+    .expect("a master");
+    assert!(Command::new("ip").args(["-n", &ns, "link", "set", "up0p", "down"]).status().unwrap().success());
+    let took = wait_for(Duration::from_secs(2), || lab.has_vip(1) && !lab.has_vip(0))
+        .unwrap_or_else(|_| panic!("no hand-over on uplink loss: {}", lab.instance(a, "vi1")));
+    println!(
+        "uplink lost: backup owns the VIP after {took:?} (Master_Down_Interval would be {:?})",
+        mdi_v3(advert, 100)
+    );
+    assert!(took < Duration::from_secs(1), "hand-over took {took:?}: the priority-0 advert did not work");
+    assert_eq!(lab.state(a, "vi1"), "fault");
+    assert!(Command::new("ip").args(["-n", &ns, "link", "set", "up0p", "up"]).status().unwrap().success());
+    wait_for(mdi_v3(advert, 150) + MARGIN * 2, || lab.state(a, "vi1") == "master" && lab.has_vip(0) && !lab.has_vip(1))
+        .expect("uplink back: a preempts");
+}
+
+#[test]
 fn garp_on_takeover_carries_the_vip_and_the_new_masters_mac() {
     require(false);
     let mut lab = Lab::new(&["a", "b"]);
