@@ -245,12 +245,50 @@ fn lbd_starts_while_its_link_local_is_tentative() {
     require(false);
     let mut lab = Lab::new(&["a"]);
     let vip = lab.vip6();
+    let cap = capture(&lab, Duration::from_secs(5), 0x86dd);
     let a = lab.start_lbd(0, &lab.lbd_config(0, &lbd_instance(vip, 3, 100, 3, "0.1", "")));
     wait_for(Duration::from_secs(6), || lab.has_vip6(0) && lab.state(a, "vi1") == "master")
         .unwrap_or_else(|_| panic!("never master on IPv6: {}", lab.instance(a, "vi1")));
     let i = lab.instance(a, "vi1");
     assert!(i["primary"].as_str().unwrap().starts_with("fe80::"), "{i}");
     assert_eq!(i["tx_errors"], 0, "{i}");
+    // Unsolicited neighbour advertisements for the VIP, from a's MAC, on the wire.
+    let mac = lab.mac(0);
+    let frames = cap.join().unwrap();
+    let na: Vec<_> = frames
+        .iter()
+        .filter(|f| f.len() >= 86 && f[20] == 58 && f[54] == 136 && f[62..78] == vip.octets() && f[6..12] == mac)
+        .collect();
+    assert!(!na.is_empty(), "no unsolicited NA for {vip} among {} IPv6 frames", frames.len());
+    let f = na[0];
+    assert_eq!(&f[..6], &[0x33, 0x33, 0, 0, 0, 1], "to all nodes");
+    assert_eq!((f[21], f[58]), (255, 0x20), "hop limit 255, Override flag");
+    assert_eq!(&f[80..86], &mac, "target link-layer address option carries the MAC");
+    let vrrp: Vec<_> = frames.iter().filter(|f| f.len() > 54 && f[20] == 112).collect();
+    assert!(!vrrp.is_empty(), "no IPv6 VRRP adverts seen");
+    assert_eq!(&vrrp[0][38..54], &lbd::vrrp::packet::MCAST_V6.octets(), "to ff02::12");
+    assert_eq!(vrrp[0][21], 255, "hop limit 255");
+}
+
+/// Frames of `ethertype` seen on the lab's bridge for `dur`.
+fn capture(lab: &Lab, dur: Duration, ethertype: u16) -> std::thread::JoinHandle<Vec<Vec<u8>>> {
+    lab.in_br(move || {
+        use nix::sys::socket::*;
+        let fd = socket(AddressFamily::Packet, SockType::Raw, SockFlag::empty(), SockProtocol::EthAll).expect("AF_PACKET");
+        setsockopt(&fd, sockopt::ReceiveTimeout, &nix::sys::time::TimeVal::new(0, 100_000)).unwrap();
+        let mut frames = Vec::new();
+        let t0 = Instant::now();
+        let mut buf = [0u8; 2048];
+        while t0.elapsed() < dur && frames.len() < 10_000 {
+            if let Ok(n) = recv(std::os::fd::AsRawFd::as_raw_fd(&fd), &mut buf, MsgFlags::empty())
+                && n >= 14
+                && buf[12..14] == ethertype.to_be_bytes()
+            {
+                frames.push(buf[..n].to_vec());
+            }
+        }
+        frames
+    })
 }
 
 #[test]
@@ -321,24 +359,7 @@ fn garp_on_takeover_carries_the_vip_and_the_new_masters_mac() {
     wait_for(Duration::from_secs(3), || lab.state(a, "vi1") == "master").expect("a master");
     let mac_b = lab.mac(1);
     // Capture ARP on the bridge while b takes over.
-    let cap = lab.in_br(move || {
-        use nix::sys::socket::*;
-        let fd =
-            socket(AddressFamily::Packet, SockType::Raw, SockFlag::empty(), SockProtocol::EthAll).expect("AF_PACKET");
-        setsockopt(&fd, sockopt::ReceiveTimeout, &nix::sys::time::TimeVal::new(0, 100_000)).unwrap();
-        let mut frames = Vec::new();
-        let t0 = Instant::now();
-        let mut buf = [0u8; 2048];
-        while t0.elapsed() < Duration::from_secs(4) {
-            if let Ok(n) = recv(std::os::fd::AsRawFd::as_raw_fd(&fd), &mut buf, MsgFlags::empty())
-                && n >= 42
-                && buf[12..14] == [0x08, 0x06]
-            {
-                frames.push(buf[..42].to_vec());
-            }
-        }
-        frames
-    });
+    let cap = capture(&lab, Duration::from_secs(4), 0x0806);
     std::thread::sleep(Duration::from_millis(200));
     let b = lab.start_lbd(1, &lab.lbd_config(1, &lbd_instance(vip, 9, 100, 3, "0.1", "")));
     wait_for(Duration::from_secs(2), || lab.state(b, "vi1") == "backup").expect("b backup");
@@ -347,7 +368,7 @@ fn garp_on_takeover_carries_the_vip_and_the_new_masters_mac() {
     let frames = cap.join().unwrap();
     let garp: Vec<_> = frames
         .iter()
-        .filter(|f| f[20..22] == [0, 1] && f[28..32] == vip.octets() && f[38..42] == vip.octets() && f[6..12] == mac_b)
+        .filter(|f| f.len() >= 42 && f[20..22] == [0, 1] && f[28..32] == vip.octets() && f[38..42] == vip.octets() && f[6..12] == mac_b)
         .collect();
     assert!(!garp.is_empty(), "no GARP for {vip} from {mac_b:02x?} among {} ARP frames", frames.len());
     let g = garp[0];
