@@ -74,6 +74,9 @@ fn lbd_pair_failover_and_preemption() {
     assert_eq!(bi["master"]["ip"], lab.addr(0).to_string(), "the backup knows the master: {bi}");
     assert!(bi["rx_adverts"].as_u64().unwrap() >= 5, "{bi}");
     assert_eq!(bi["drops"], serde_json::json!({}), "no drops between two lbd: {bi}");
+    // Someone deletes the VIP on the master: it is put back at once.
+    lab.drop_vip(0, false);
+    wait_for(Duration::from_secs(1), || lab.has_vip(0)).expect("the master re-adds a VIP deleted behind its back");
     // IPVS connection sync follows VRRP: master daemon on the master, backup on the backup.
     assert_eq!(daemons(&lab, a), "master sync daemon (mcast=eth0, syncid=9)");
     assert_eq!(daemons(&lab, b), "backup sync daemon (mcast=eth0, syncid=9)");
@@ -274,7 +277,8 @@ fn lbd_starts_while_its_link_local_is_tentative() {
 fn capture(lab: &Lab, dur: Duration, ethertype: u16) -> std::thread::JoinHandle<Vec<Vec<u8>>> {
     lab.in_br(move || {
         use nix::sys::socket::*;
-        let fd = socket(AddressFamily::Packet, SockType::Raw, SockFlag::empty(), SockProtocol::EthAll).expect("AF_PACKET");
+        let fd =
+            socket(AddressFamily::Packet, SockType::Raw, SockFlag::empty(), SockProtocol::EthAll).expect("AF_PACKET");
         setsockopt(&fd, sockopt::ReceiveTimeout, &nix::sys::time::TimeVal::new(0, 100_000)).unwrap();
         let mut frames = Vec::new();
         let t0 = Instant::now();
@@ -368,7 +372,13 @@ fn garp_on_takeover_carries_the_vip_and_the_new_masters_mac() {
     let frames = cap.join().unwrap();
     let garp: Vec<_> = frames
         .iter()
-        .filter(|f| f.len() >= 42 && f[20..22] == [0, 1] && f[28..32] == vip.octets() && f[38..42] == vip.octets() && f[6..12] == mac_b)
+        .filter(|f| {
+            f.len() >= 42
+                && f[20..22] == [0, 1]
+                && f[28..32] == vip.octets()
+                && f[38..42] == vip.octets()
+                && f[6..12] == mac_b
+        })
         .collect();
     assert!(!garp.is_empty(), "no GARP for {vip} from {mac_b:02x?} among {} ARP frames", frames.len());
     let g = garp[0];

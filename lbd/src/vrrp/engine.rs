@@ -155,6 +155,9 @@ struct Engine {
     sockets: HashMap<(String, bool), (Arc<VrrpSocket>, tokio::task::JoinHandle<()>)>,
     pkt_tx: mpsc::Sender<Pkt>,
     origin: Instant,
+    /// VIP repair runs on refreshes after the first (the first refresh only
+    /// learns the links; startup removes stale VIPs itself).
+    repairs: bool,
 }
 
 async fn run(mut cmds: mpsc::UnboundedReceiver<Cmd>, hook: SyncHook) {
@@ -188,6 +191,7 @@ async fn run(mut cmds: mpsc::UnboundedReceiver<Cmd>, hook: SyncHook) {
         sockets: HashMap::new(),
         pkt_tx,
         origin: Instant::now(),
+        repairs: false,
     };
     let mut tick = tokio::time::interval(Duration::from_secs(if mon.is_some() { 5 } else { 1 }));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -196,7 +200,10 @@ async fn run(mut cmds: mpsc::UnboundedReceiver<Cmd>, hook: SyncHook) {
         tokio::select! {
             cmd = cmds.recv() => match cmd {
                 None => break,
-                Some(Cmd::Apply(cfg)) => e.apply(*cfg).await,
+                Some(Cmd::Apply(cfg)) => {
+                    e.apply(*cfg).await;
+                    e.repairs = true;
+                }
                 Some(Cmd::Status(tx)) => { let _ = tx.send(e.status()); }
                 Some(Cmd::Maintenance(t, on, tx)) => { let r = e.maintenance(&t, on).await; let _ = tx.send(r); }
                 Some(Cmd::Shutdown(tx)) => {
@@ -425,6 +432,40 @@ impl Engine {
             for (ifname, up) in evs {
                 let acts = self.machine.handle(now, i, Event::Link { ifname, up });
                 self.perform(acts).await;
+            }
+        }
+        if self.repairs {
+            self.repair_vips().await;
+        }
+    }
+
+    /// The VIPs must match the state: all present on a master, none on a
+    /// backup (or faulty/stopped) instance. Someone's `ip addr del` on the
+    /// master, or a VIP left behind, is repaired here (with a GARP round when
+    /// a master's VIP had to be put back).
+    async fn repair_vips(&mut self) {
+        for i in 0..self.cfgs.len() {
+            let master = self.machine.instances[i].state() == State::Master;
+            let c = &self.cfgs[i];
+            let mut wrong = Vec::new();
+            for v in &c.vips {
+                let Some(l) = self.links.get(c.vip_interface(v)) else { continue };
+                let present = l.addrs.iter().any(|(a, _)| *a == v.address.addr);
+                if present != master {
+                    wrong.push(v.address.to_string());
+                }
+            }
+            if wrong.is_empty() {
+                continue;
+            }
+            let name = c.name.clone();
+            if master {
+                warn!("VRRP {name}: VIP {} missing on the master: adding it back", wrong.join(", "));
+                self.vips(i, true).await;
+                self.garp(i);
+            } else {
+                warn!("VRRP {name}: VIP {} present while not master: removing it", wrong.join(", "));
+                self.vips(i, false).await;
             }
         }
     }
