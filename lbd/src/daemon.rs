@@ -705,6 +705,9 @@ pub async fn run(opts: Options, kernel: Box<dyn Kernel>, ring: LogRing) -> anyho
         }
     }
     d.vrrp.shutdown().await;
+    // The kernel worker runs jobs in order: this waits until the sync-daemon
+    // switch VRRP just asked for is done before the process exits.
+    let _ = d.snapshot().await;
     info!("stopping; the IPVS table is left as it is");
     let _ = std::fs::remove_file(&sock);
     Ok(())

@@ -1,4 +1,5 @@
-//! Client-observed outage when the master director dies, lbd vs keepalived,
+//! Client-observed outage when the master director dies (and when it is
+//! stopped with SIGTERM), lbd vs keepalived,
 //! on the host (namespaces, no TCG). Root only; not part of `cargo test`:
 //!
 //! ```sh
@@ -65,7 +66,7 @@ enum Speaker {
     Keepalived,
 }
 
-fn one_run(who: Speaker, advert: &str, phase: f64) -> Duration {
+fn one_run(who: Speaker, advert: &str, phase: f64, graceful: bool) -> Duration {
     let mut lab = Lab::new(&["a", "b", "c"]);
     let vip = lab.vip();
     let stop = Arc::new(AtomicBool::new(false));
@@ -91,11 +92,20 @@ fn one_run(who: Speaker, advert: &str, phase: f64) -> Duration {
     // lands at `phase` (0..1) of an advert interval after the master took
     // over, so the runs cover the whole cycle the same way for both speakers.
     std::thread::sleep(adv * 2 + Duration::from_millis(500) + adv.mul_f64(phase));
-    // Power cut: the link goes first (nothing leaves the box after this
-    // instant), then the speaker is SIGKILLed.
-    lab.unplug(0);
-    let t_kill = Instant::now();
-    lab.kill(master);
+    let t_kill = if graceful {
+        // Orderly stop (upgrade, reboot): SIGTERM, the speaker hands over.
+        let t = Instant::now();
+        lab.term(master);
+        t
+    } else {
+        // Power cut: the link goes first, and the outage counts from the
+        // instant it is down (nothing leaves the box after it); then the
+        // speaker is SIGKILLed.
+        lab.unplug(0);
+        let t = Instant::now();
+        lab.kill(master);
+        t
+    };
     wait_for(adv * 5 + Duration::from_secs(5), || lab.has_vip(1)).expect("backup takes the VIP");
     // Let the client see it come back.
     std::thread::sleep(Duration::from_millis(600));
@@ -131,37 +141,46 @@ fn failover_outage_lbd_vs_keepalived() {
     require(true);
     if let Ok(n) = std::env::var("VRRP_BENCH_ONE") {
         let who = if n.starts_with('k') { Speaker::Keepalived } else { Speaker::Lbd };
-        println!("{who:?}: {:?}", one_run(who, "0.1", 0.0));
+        println!("{who:?}: {:?}", one_run(who, "0.1", 0.0, false));
         return;
     }
     let mut rows = Vec::new();
-    for advert in ["1", "0.1"] {
-        let mut lbd = Vec::new();
-        let mut ka = Vec::new();
-        for k in 0..RUNS {
-            let phase = k as f64 / RUNS as f64;
-            lbd.push(one_run(Speaker::Lbd, advert, phase));
-            ka.push(one_run(Speaker::Keepalived, advert, phase));
+    for graceful in [false, true] {
+        for advert in ["1", "0.1"] {
+            let mut lbd = Vec::new();
+            let mut ka = Vec::new();
+            for k in 0..RUNS {
+                let phase = k as f64 / RUNS as f64;
+                lbd.push(one_run(Speaker::Lbd, advert, phase, graceful));
+                ka.push(one_run(Speaker::Keepalived, advert, phase, graceful));
+            }
+            let (ml, mk) = (median(lbd.clone()), median(ka.clone()));
+            let how = if graceful { "SIGTERM (graceful)" } else { "power cut (link down + SIGKILL)" };
+            println!(
+                "{how}, advert {advert} s: lbd median {:.0} ms {:?} | keepalived median {:.0} ms {:?}",
+                ml.as_secs_f64() * 1e3,
+                lbd.iter().map(|d| d.as_millis()).collect::<Vec<_>>(),
+                mk.as_secs_f64() * 1e3,
+                ka.iter().map(|d| d.as_millis()).collect::<Vec<_>>()
+            );
+            rows.push(serde_json::json!({
+                "stop": if graceful { "sigterm" } else { "power_cut" },
+                "advert_s": advert,
+                "lbd_ms": lbd.iter().map(|d| d.as_millis() as u64).collect::<Vec<_>>(),
+                "keepalived_ms": ka.iter().map(|d| d.as_millis() as u64).collect::<Vec<_>>(),
+                "lbd_median_ms": ml.as_millis() as u64,
+                "keepalived_median_ms": mk.as_millis() as u64,
+            }));
+            // Master_Down_Interval at priority 100 plus one probe period and slack
+            // (a graceful stop must beat it: the backup waits only Skew_Time).
+            let adv = Duration::from_secs_f64(advert.parse().unwrap());
+            let bound = if graceful {
+                adv * 156 / 256 + Duration::from_millis(250)
+            } else {
+                adv * 3 + adv * 156 / 256 + adv + Duration::from_millis(250)
+            };
+            assert!(ml <= bound, "lbd's median outage {ml:?} exceeds {bound:?} ({how}, advert {advert} s)");
         }
-        let (ml, mk) = (median(lbd.clone()), median(ka.clone()));
-        println!(
-            "advert {advert} s: lbd median {:.0} ms {:?} | keepalived median {:.0} ms {:?}",
-            ml.as_secs_f64() * 1e3,
-            lbd.iter().map(|d| d.as_millis()).collect::<Vec<_>>(),
-            mk.as_secs_f64() * 1e3,
-            ka.iter().map(|d| d.as_millis()).collect::<Vec<_>>()
-        );
-        rows.push(serde_json::json!({
-            "advert_s": advert,
-            "lbd_ms": lbd.iter().map(|d| d.as_millis() as u64).collect::<Vec<_>>(),
-            "keepalived_ms": ka.iter().map(|d| d.as_millis() as u64).collect::<Vec<_>>(),
-            "lbd_median_ms": ml.as_millis() as u64,
-            "keepalived_median_ms": mk.as_millis() as u64,
-        }));
-        // Master_Down_Interval at priority 100 plus one probe period and slack.
-        let adv = Duration::from_secs_f64(advert.parse().unwrap());
-        let bound = adv * 3 + adv * 156 / 256 + adv + Duration::from_millis(250);
-        assert!(ml <= bound, "lbd's median outage {ml:?} exceeds {bound:?} at advert {advert} s");
     }
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/vrrp-failover.json");
     let _ = std::fs::write(&out, serde_json::to_string_pretty(&rows).unwrap());

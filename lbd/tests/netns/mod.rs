@@ -1,7 +1,8 @@
 //! A VRRP lab on the host: a bridge namespace and one namespace per host,
 //! joined with veth pairs. Runs the real `lbd` (with `--sim` IPVS) and
 //! Debian's keepalived as peers. Names carry this process's PID so labs left
-//! by a killed run are swept by the next one; everything is removed on drop
+//! by a killed run (and the speakers still running in them) are swept by
+//! the next one; everything is removed on drop
 //! (also when a test panics), and children are killed by their own PID.
 //!
 //! Needs root, `ip` (iproute2), and keepalived for the interop tests: when
@@ -61,6 +62,13 @@ fn sweep() {
         let Some(rest) = name.strip_prefix(PREFIX) else { continue };
         let pid: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
         if !pid.is_empty() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            // Speakers a killed test run started in there are orphans: end
+            // them by PID, then the namespace.
+            for p in sh("ip", &["netns", "pids", name]).unwrap_or_default().split_whitespace() {
+                if let Ok(p) = p.parse::<i32>() {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::Signal::SIGKILL);
+                }
+            }
             let _ = sh("ip", &["netns", "del", name]);
         }
     }
