@@ -479,6 +479,8 @@ fn cmd_kind(c: &Command) -> &'static str {
         Command::History => "history",
         Command::HistoryGet { .. } => "history_get",
         Command::Net => "net",
+        Command::Vrrp => "vrrp",
+        Command::VrrpMaintenance { .. } => "vrrp_maintenance",
     }
 }
 

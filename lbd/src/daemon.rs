@@ -160,6 +160,10 @@ enum Job {
     Summary {
         reply: oneshot::Sender<Result<(ipvs::Info, usize, usize), String>>,
     },
+    /// VRRP: make the running sync daemons exactly these.
+    SyncDaemons {
+        want: Vec<ipvs::Daemon>,
+    },
 }
 
 /// Tables up to this many services are re-read whole on every verify pass.
@@ -294,6 +298,7 @@ fn op_key(op: &Op) -> ServiceKey {
 fn worker(k: Box<dyn Kernel>, jobs: mpsc::Receiver<Job>) {
     let mut w =
         Worker { k, drains: Drains::default(), start: Instant::now(), view: None, cursor: 0, stale: HashSet::new() };
+    let mut sync_err = None;
     while let Ok(job) = jobs.recv() {
         match job {
             Job::Reconcile { desired, drain, timeouts, mode, reply } => {
@@ -324,6 +329,15 @@ fn worker(k: Box<dyn Kernel>, jobs: mpsc::Receiver<Job>) {
                     .map_or((0, 0), |v| (v.services.len(), v.services.iter().map(|(_, d)| d.len()).sum::<usize>()));
                 let _ = reply.send(w.k.info().map(|i| (i, counts.0, counts.1)));
             }
+            Job::SyncDaemons { want } => {
+                let r = crate::vrrp::engine::sync_daemons(w.k.as_mut(), &want);
+                match (&r, &sync_err) {
+                    (Ok(changes), _) if !changes.is_empty() => info!("IPVS sync daemon: {}", changes.join(", ")),
+                    (Err(e), last) if last.as_ref() != Some(e) => warn!("IPVS sync daemon: {e}"),
+                    _ => {}
+                }
+                sync_err = r.err();
+            }
         }
     }
 }
@@ -344,6 +358,8 @@ pub struct Daemon {
     started: Instant,
     /// Serializes apply/confirm/rollback.
     apply_lock: Arc<tokio::sync::Mutex<()>>,
+    /// The VRRP engine (its own thread).
+    vrrp: crate::vrrp::engine::Vrrp,
 }
 
 fn now_s() -> u64 {
@@ -378,6 +394,11 @@ impl Daemon {
         release_free_memory();
         let desired = Arc::new(reconcile::desired(&cfg));
         let (tx, rx) = mpsc::channel();
+        let sync_tx = tx.clone();
+        let vrrp = crate::vrrp::engine::Vrrp::new(Arc::new(move |want| {
+            let _ = sync_tx.send(Job::SyncDaemons { want });
+        }));
+        vrrp.apply(&cfg.vrrp);
         std::thread::Builder::new()
             .name("kernel".into())
             .spawn(move || worker(kernel, rx))
@@ -399,6 +420,7 @@ impl Daemon {
             ring,
             started: Instant::now(),
             apply_lock: Arc::new(tokio::sync::Mutex::new(())),
+            vrrp,
         }
     }
 
@@ -466,6 +488,7 @@ impl Daemon {
         self.store.persist(text).map_err(|e| {
             (format!("cannot persist {}: {e}; nothing applied", self.store.path().display()), Value::Null)
         })?;
+        self.vrrp.apply(&cfg.vrrp);
         let gen_ = {
             let mut s = self.lock();
             s.desired = Arc::new(reconcile::desired(&cfg));
@@ -799,6 +822,11 @@ impl Daemon {
                 (Ok(links), Ok(routes)) => Response::ok(id, json!({ "links": links, "routes": routes })),
                 (Err(e), _) | (_, Err(e)) => Response::err(id, e.to_string()),
             },
+            Command::Vrrp => Response::ok(id, self.vrrp.status().await),
+            Command::VrrpMaintenance { target, on } => match self.vrrp.maintenance(&target, on).await {
+                Ok(v) => Response::ok(id, v),
+                Err(e) => Response::err(id, e),
+            },
         }
     }
 
@@ -962,6 +990,14 @@ pub async fn run(opts: Options, kernel: Box<dyn Kernel>, ring: LogRing) -> anyho
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
+    }
+    d.vrrp.shutdown().await;
+    // The kernel worker runs jobs in order: this waits until the sync-daemon
+    // switch VRRP just asked for is done before the process exits (a cheap
+    // job, not a dump of a possibly huge table).
+    let (tx, rx) = oneshot::channel();
+    if d.jobs.send(Job::Summary { reply: tx }).is_ok() {
+        let _ = rx.await;
     }
     info!("stopping; the IPVS table is left as it is");
     let _ = std::fs::remove_file(&sock);

@@ -1,7 +1,7 @@
 //! What lbd needs from the kernel's IPVS, as a trait: the netlink client in
 //! production, an in-memory table for host tests (`lbd run --sim`).
 
-use crate::ipvs::{Daemon, DestEntry, Info, ServiceEntry, ServiceKey, Timeouts};
+use crate::ipvs::{Daemon, DaemonState, DestEntry, Info, ServiceEntry, ServiceKey, Timeouts};
 use crate::reconcile::{Actual, Op};
 
 /// The IPVS operations lbd uses. Blocking; called from one worker thread.
@@ -22,6 +22,10 @@ pub trait Kernel: Send {
     fn zero(&mut self, key: Option<&ServiceKey>) -> Result<(), String>;
     /// Sync daemons.
     fn daemons(&mut self) -> Result<Vec<Daemon>, String>;
+    /// Starts a sync daemon (VRRP: master daemon on the master, backup on the backup).
+    fn new_daemon(&mut self, d: &Daemon) -> Result<(), String>;
+    /// Stops the sync daemon in that state.
+    fn del_daemon(&mut self, state: DaemonState) -> Result<(), String>;
 
     /// The whole table.
     fn dump(&mut self) -> Result<Actual, String> {
@@ -46,12 +50,19 @@ pub struct SimKernel {
     pub timeouts: Timeouts,
     /// Number of state-changing operations executed.
     pub changes: u64,
+    /// Running sync daemons (at most one per state, as the kernel allows).
+    pub daemons: Vec<Daemon>,
 }
 
 impl SimKernel {
     /// An empty table with Linux's default timeouts.
     pub fn new() -> Self {
-        SimKernel { table: Actual::default(), timeouts: Timeouts { tcp: 900, tcp_fin: 120, udp: 300 }, changes: 0 }
+        SimKernel {
+            table: Actual::default(),
+            timeouts: Timeouts { tcp: 900, tcp_fin: 120, udp: 300 },
+            changes: 0,
+            daemons: Vec::new(),
+        }
     }
 }
 
@@ -102,7 +113,24 @@ impl Kernel for SimKernel {
         Ok(())
     }
     fn daemons(&mut self) -> Result<Vec<Daemon>, String> {
-        Ok(Vec::new())
+        Ok(self.daemons.clone())
+    }
+    fn new_daemon(&mut self, d: &Daemon) -> Result<(), String> {
+        if self.daemons.iter().any(|x| x.state == d.state) {
+            return Err("File exists (a daemon in that state already runs)".into());
+        }
+        self.changes += 1;
+        self.daemons.push(d.clone());
+        Ok(())
+    }
+    fn del_daemon(&mut self, state: DaemonState) -> Result<(), String> {
+        let before = self.daemons.len();
+        self.daemons.retain(|x| x.state != state);
+        if self.daemons.len() == before {
+            return Err("No such process (no daemon in that state)".into());
+        }
+        self.changes += 1;
+        Ok(())
     }
 }
 
@@ -132,6 +160,12 @@ impl Kernel for NoIpvs {
         Err(self.0.clone())
     }
     fn daemons(&mut self) -> Result<Vec<Daemon>, String> {
+        Err(self.0.clone())
+    }
+    fn new_daemon(&mut self, _: &Daemon) -> Result<(), String> {
+        Err(self.0.clone())
+    }
+    fn del_daemon(&mut self, _: DaemonState) -> Result<(), String> {
         Err(self.0.clone())
     }
 }
@@ -196,6 +230,12 @@ impl Kernel for Netlink {
     fn daemons(&mut self) -> Result<Vec<Daemon>, String> {
         self.with(|k| k.daemons())
     }
+    fn new_daemon(&mut self, d: &Daemon) -> Result<(), String> {
+        self.with(|k| k.new_daemon(d))
+    }
+    fn del_daemon(&mut self, state: DaemonState) -> Result<(), String> {
+        self.with(|k| k.del_daemon(state))
+    }
     fn dump(&mut self) -> Result<Actual, String> {
         self.with(|k| k.services_with_dests()).map(|services| Actual { services })
     }
@@ -240,5 +280,11 @@ impl Kernel for SharedSim {
     }
     fn daemons(&mut self) -> Result<Vec<Daemon>, String> {
         self.with(|k| k.daemons())
+    }
+    fn new_daemon(&mut self, d: &Daemon) -> Result<(), String> {
+        self.with(|k| k.new_daemon(d))
+    }
+    fn del_daemon(&mut self, state: DaemonState) -> Result<(), String> {
+        self.with(|k| k.del_daemon(state))
     }
 }

@@ -14,3 +14,4 @@ pub mod paths;
 pub mod reconcile;
 pub mod store;
 pub mod sysctl;
+pub mod vrrp;

@@ -18,7 +18,8 @@ commands for ctl:
   weight SERVICE REAL WEIGHT      (SERVICE: name, [tcp|udp|sctp] ADDR:PORT, or fwmark N)
   list [--stats|--rate|--thresholds|--persistent-conn|--tun-info|-S|-c|--timeout|--daemon] [--exact]
   validate FILE | apply FILE [--confirm-within SECONDS] | confirm | rollback
-  restore [--confirm-within SECONDS] < RULES";
+  restore [--confirm-within SECONDS] < RULES
+  vrrp | vrrp maintenance INSTANCE|GROUP on|off";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -166,6 +167,16 @@ fn ctl(args: &[String]) -> ExitCode {
             Err(e) => {
                 eprintln!("lbd ctl: {e}");
                 return ExitCode::FAILURE;
+            }
+        },
+        Some("vrrp") => match (args.get(1).map(String::as_str), args.get(2), args.get(3).map(String::as_str)) {
+            (None, _, _) => Command::Vrrp,
+            (Some("maintenance"), Some(target), Some(on @ ("on" | "off"))) => {
+                Command::VrrpMaintenance { target: target.clone(), on: on == "on" }
+            }
+            _ => {
+                eprintln!("usage: lbd ctl vrrp | lbd ctl vrrp maintenance INSTANCE|GROUP on|off");
+                return ExitCode::from(2);
             }
         },
         Some("confirm") => Command::Confirm,

@@ -70,6 +70,9 @@ pub struct Config {
     /// IPVS virtual services.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<Service>,
+    /// VRRP instances, sync groups and the IPVS sync daemon (`lbd/src/vrrp/config.rs`).
+    #[serde(default, skip_serializing_if = "crate::vrrp::config::Vrrp::is_empty")]
+    pub vrrp: crate::vrrp::config::Vrrp,
 }
 
 /// `[system]`

@@ -281,8 +281,9 @@ fn read_config(cx: &mut Cx<'_>, root: &DeTable<'_>, _span: Range<usize>) -> Conf
     let routes = t.list(cx, "routes", read_route);
     let vips = t.list(cx, "vips", read_vip);
     let services = t.list(cx, "services", read_service);
+    let vrrp = t.sub(cx, "vrrp", crate::vrrp::config::read).unwrap_or_default(); // VRRP (lbd/src/vrrp/config.rs)
     t.finish(cx);
-    Config { system, ipvs, interfaces, routes, vips, services }
+    Config { system, ipvs, interfaces, routes, vips, services, vrrp }
 }
 
 fn read_system(cx: &mut Cx<'_>, mut t: Tbl<'_, '_>) -> System {

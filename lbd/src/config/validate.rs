@@ -12,6 +12,7 @@ pub(super) fn validate(cfg: &Config, cx: &mut Cx<'_>) {
     ipvs(cfg, cx);
     network(cfg, cx);
     services(cfg, cx);
+    crate::vrrp::config::validate(cfg, cx); // VRRP (lbd/src/vrrp/config.rs)
 }
 
 fn valid_ifname(n: &str) -> Result<(), String> {

@@ -125,6 +125,15 @@ pub enum Command {
     },
     /// Live links, addresses and routes (what `ip addr` / `ip route` show).
     Net,
+    /// VRRP instances: state, priorities, master, counters per drop reason, history.
+    Vrrp,
+    /// VRRP maintenance: hand over and stay backup (`on`), or resume.
+    VrrpMaintenance {
+        /// An instance or sync group name.
+        target: String,
+        /// On or off.
+        on: bool,
+    },
 }
 
 /// A response line.
