@@ -19,12 +19,14 @@ use tracing::{info, warn};
 
 use crate::config::{self, Config, ConfigError};
 use crate::ctl::proto::{Command, Request, Response, View};
-use crate::ipvs::{self, ServiceKey, Timeouts};
+use crate::ipvs::{self, ServiceKey};
 use crate::ipvsadm;
 use crate::kernel::Kernel;
 use crate::logring::LogRing;
-use crate::reconcile::{self, Actual, DesiredService, Drains, Op};
+use crate::reconcile::{self, DesiredService, Drains, Op};
 use crate::store::{Pending, Store};
+use crate::worker::{Job, Snapshot, Target};
+pub use crate::worker::{Mode, PassReport};
 
 /// How lbd runs.
 #[derive(Clone, Debug)]
@@ -60,47 +62,6 @@ impl Default for Options {
     }
 }
 
-/// Operation descriptions kept in a report (the count is always exact).
-const REPORT_OPS: usize = 20;
-
-/// What a reconcile pass did.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct PassReport {
-    /// Milliseconds it took.
-    pub duration_ms: u64,
-    /// How many operations the kernel accepted.
-    pub applied_count: usize,
-    /// The first of them, described.
-    pub applied: Vec<String>,
-    /// How many the kernel refused.
-    pub failed_count: usize,
-    /// The first refused ones with the kernel's reason.
-    pub failed: Vec<(String, String)>,
-    /// Why the pass could not run at all (no IPVS, dump failed).
-    pub error: Option<String>,
-    /// Timeouts changed.
-    pub timeouts_set: bool,
-    /// Real servers draining after the pass.
-    pub draining: usize,
-    /// Services whose real servers were re-read from the kernel this pass.
-    pub verified_services: usize,
-}
-
-impl PassReport {
-    fn applied(&mut self, op: &Op) {
-        self.applied_count += 1;
-        if self.applied.len() < REPORT_OPS {
-            self.applied.push(op.to_string());
-        }
-    }
-    fn failed(&mut self, what: String, why: String) {
-        self.failed_count += 1;
-        if self.failed.len() < REPORT_OPS {
-            self.failed.push((what, why));
-        }
-    }
-}
-
 /// Whether the loaded config is usable.
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
@@ -119,227 +80,6 @@ struct State {
     last: Option<(Instant, PassReport)>,
     pending: Option<(u64, Pending)>,
     pending_gen: u64,
-}
-
-/// A snapshot of the kernel for views.
-struct Snapshot {
-    info: ipvs::Info,
-    table: Actual,
-    timeouts: Option<Timeouts>,
-    daemons: Vec<ipvs::Daemon>,
-    draining: Vec<(ServiceKey, std::net::IpAddr, u16, u64)>,
-}
-
-/// How thoroughly a reconcile pass reads the kernel first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// Re-read the kernel (all of it for small tables; the service list and a
-    /// rotating window of real-server lists for large ones) and repair.
-    Verify,
-    /// Plan against the worker's view of the kernel (kept exact by applying
-    /// every accepted op to it); used right after an apply so a small change
-    /// costs a small time even with 10,000 services.
-    Fast,
-}
-
-enum Job {
-    Reconcile {
-        desired: Arc<Vec<DesiredService>>,
-        drain: Duration,
-        timeouts: config::Timeouts,
-        mode: Mode,
-        reply: oneshot::Sender<PassReport>,
-    },
-    Snapshot {
-        reply: oneshot::Sender<Result<Snapshot, String>>,
-    },
-    Zero {
-        reply: oneshot::Sender<Result<(), String>>,
-    },
-    /// Cheap status: GET_INFO and the size of the worker's view (no dump).
-    Summary {
-        reply: oneshot::Sender<Result<(ipvs::Info, usize, usize), String>>,
-    },
-    /// VRRP: make the running sync daemons exactly these.
-    SyncDaemons {
-        want: Vec<ipvs::Daemon>,
-    },
-}
-
-/// Tables up to this many services are re-read whole on every verify pass.
-const FULL_DUMP_MAX: usize = 512;
-/// Larger tables re-read this many services' real servers per verify pass
-/// (a GET_DEST dump each), so every one is checked every few passes.
-const DEST_WINDOW: usize = 1000;
-
-/// The kernel worker: owns the handle, its view of the table and the drain
-/// bookkeeping.
-struct Worker {
-    k: Box<dyn Kernel>,
-    drains: Drains,
-    start: Instant,
-    /// The table as the kernel has it, as far as the worker knows.
-    view: Option<Actual>,
-    /// Next service whose dests a large-table verify re-reads.
-    cursor: usize,
-    /// Services whose dests must be re-read (an op on them failed).
-    stale: HashSet<ServiceKey>,
-}
-
-impl Worker {
-    /// Re-reads the kernel into `view`; returns how many services' dests were read.
-    fn verify(&mut self) -> Result<usize, String> {
-        let small = self.view.as_ref().is_none_or(|v| v.services.len() <= FULL_DUMP_MAX);
-        if small {
-            let a = self.k.dump()?;
-            let n = a.services.len();
-            self.view = Some(a);
-            self.stale.clear();
-            return Ok(n);
-        }
-        let services = self.k.services()?;
-        let old = self.view.take().unwrap_or_default();
-        let mut known: std::collections::HashMap<ServiceKey, Vec<ipvs::DestEntry>> =
-            old.services.into_iter().map(|(s, d)| (s.svc.key, d)).collect();
-        let n = services.len();
-        let window: HashSet<usize> = (0..DEST_WINDOW.min(n)).map(|i| (self.cursor + i) % n.max(1)).collect();
-        self.cursor = (self.cursor + DEST_WINDOW) % n.max(1);
-        let mut read = 0;
-        let mut table = Vec::with_capacity(n);
-        for (i, se) in services.into_iter().enumerate() {
-            let key = se.svc.key;
-            let dests = match known.remove(&key) {
-                Some(d) if !window.contains(&i) && !self.stale.contains(&key) => d,
-                _ => {
-                    read += 1;
-                    self.k.dests(&key)?
-                }
-            };
-            table.push((se, dests));
-        }
-        self.stale.clear();
-        self.view = Some(Actual { services: table });
-        Ok(read)
-    }
-
-    fn reconcile(
-        &mut self,
-        desired: &[DesiredService],
-        drain: Duration,
-        timeouts: config::Timeouts,
-        mode: Mode,
-    ) -> PassReport {
-        let t0 = Instant::now();
-        let mut r = PassReport::default();
-        if mode == Mode::Verify || self.view.is_none() {
-            match self.verify() {
-                Ok(n) => r.verified_services = n,
-                Err(e) => {
-                    self.view = None;
-                    r.error = Some(e);
-                }
-            }
-        }
-        if let Some(view) = self.view.as_mut() {
-            let now = self.start.elapsed().as_millis() as u64;
-            let plan = reconcile::plan(desired, view, drain, &mut self.drains, now);
-            let results = self.k.execute(&plan.ops);
-            for (op, res) in plan.ops.iter().zip(results) {
-                match res {
-                    Ok(()) => {
-                        // Keep the view exact without re-reading the kernel.
-                        if reconcile::simulate(view, std::slice::from_ref(op)).iter().any(|x| x.is_err()) {
-                            self.stale.insert(op_key(op));
-                        }
-                        r.applied(op);
-                    }
-                    Err(e) => {
-                        self.stale.insert(op_key(op));
-                        r.failed(op.to_string(), e);
-                    }
-                }
-            }
-            if r.failed_count > 0 {
-                // Something differs from what we believed: re-read it all next time.
-                self.view = None;
-            }
-            r.draining = self.drains.len();
-        }
-        if r.error.is_none() && (timeouts.tcp.is_some() || timeouts.tcpfin.is_some() || timeouts.udp.is_some()) {
-            match self.k.timeouts() {
-                Ok(cur) => {
-                    let want = Timeouts {
-                        tcp: timeouts.tcp.unwrap_or(cur.tcp),
-                        tcp_fin: timeouts.tcpfin.unwrap_or(cur.tcp_fin),
-                        udp: timeouts.udp.unwrap_or(cur.udp),
-                    };
-                    if want != cur {
-                        match self.k.set_timeouts(want) {
-                            Ok(()) => r.timeouts_set = true,
-                            Err(e) => r.failed("set timeouts".into(), e),
-                        }
-                    }
-                }
-                Err(e) => r.failed("get timeouts".into(), e),
-            }
-        }
-        r.duration_ms = t0.elapsed().as_millis() as u64;
-        r
-    }
-}
-
-fn op_key(op: &Op) -> ServiceKey {
-    match op {
-        Op::NewService(s) | Op::SetService(s) => s.key,
-        Op::DelService(k) | Op::NewDest(k, _) | Op::SetDest(k, _) | Op::DelDest(k, _, _) => *k,
-    }
-}
-
-fn worker(k: Box<dyn Kernel>, jobs: mpsc::Receiver<Job>) {
-    let mut w =
-        Worker { k, drains: Drains::default(), start: Instant::now(), view: None, cursor: 0, stale: HashSet::new() };
-    let mut sync_err = None;
-    while let Ok(job) = jobs.recv() {
-        match job {
-            Job::Reconcile { desired, drain, timeouts, mode, reply } => {
-                let r = w.reconcile(&desired, drain, timeouts, mode);
-                let _ = reply.send(r);
-            }
-            Job::Snapshot { reply } => {
-                let now = w.start.elapsed().as_millis() as u64;
-                let k = &mut w.k;
-                let snap = k.info().and_then(|info| {
-                    Ok(Snapshot {
-                        info,
-                        table: k.dump()?,
-                        timeouts: k.timeouts().ok(),
-                        daemons: k.daemons().unwrap_or_default(),
-                        draining: w.drains.list(now),
-                    })
-                });
-                let _ = reply.send(snap);
-            }
-            Job::Zero { reply } => {
-                let _ = reply.send(w.k.zero(None));
-            }
-            Job::Summary { reply } => {
-                let counts = w
-                    .view
-                    .as_ref()
-                    .map_or((0, 0), |v| (v.services.len(), v.services.iter().map(|(_, d)| d.len()).sum::<usize>()));
-                let _ = reply.send(w.k.info().map(|i| (i, counts.0, counts.1)));
-            }
-            Job::SyncDaemons { want } => {
-                let r = crate::vrrp::engine::sync_daemons(w.k.as_mut(), &want);
-                match (&r, &sync_err) {
-                    (Ok(changes), _) if !changes.is_empty() => info!("IPVS sync daemon: {}", changes.join(", ")),
-                    (Err(e), last) if last.as_ref() != Some(e) => warn!("IPVS sync daemon: {e}"),
-                    _ => {}
-                }
-                sync_err = r.err();
-            }
-        }
-    }
 }
 
 /// What apply/rollback return: data, or an error with details.
@@ -393,16 +133,12 @@ impl Daemon {
         };
         release_free_memory();
         let desired = Arc::new(reconcile::desired(&cfg));
-        let (tx, rx) = mpsc::channel();
+        let tx = crate::worker::start(kernel);
         let sync_tx = tx.clone();
         let vrrp = crate::vrrp::engine::Vrrp::new(Arc::new(move |want| {
             let _ = sync_tx.send(Job::SyncDaemons { want });
         }));
         vrrp.apply(&cfg.vrrp);
-        std::thread::Builder::new()
-            .name("kernel".into())
-            .spawn(move || worker(kernel, rx))
-            .expect("spawn kernel worker thread");
         Daemon {
             opts: Arc::new(opts),
             store: Arc::new(store),
@@ -434,15 +170,25 @@ impl Daemon {
     }
 
     async fn reconcile_mode(&self, mode: Mode) -> Option<PassReport> {
-        let (desired, drain, timeouts) = {
+        self.reconcile_scoped(mode, None).await
+    }
+
+    /// A pass limited to `scope` (indices of the config's services) when given.
+    async fn reconcile_scoped(&self, mode: Mode, scope: Option<Vec<usize>>) -> Option<PassReport> {
+        let target = {
             let s = self.lock();
             if matches!(s.cfg_state, CfgState::Invalid { .. }) {
                 return None;
             }
-            (s.desired.clone(), Duration::from_secs(u64::from(s.cfg.ipvs.drain_timeout)), s.cfg.ipvs.timeouts)
+            Target {
+                desired: s.desired.clone(),
+                drain: Duration::from_secs(u64::from(s.cfg.ipvs.drain_timeout)),
+                timeouts: s.cfg.ipvs.timeouts,
+                scope,
+            }
         };
         let (tx, rx) = oneshot::channel();
-        self.jobs.send(Job::Reconcile { desired, drain, timeouts, mode, reply: tx }).ok()?;
+        self.jobs.send(Job::Reconcile { target, mode, reply: tx }).ok()?;
         let r = rx.await.ok()?;
         if r.applied_count > 0 {
             info!("reconcile: {} change(s): {}", r.applied_count, summarize(&r.applied, r.applied_count));
@@ -587,7 +333,7 @@ impl Daemon {
             }
         }
         info!("weight of {real} in {service} set to {weight}");
-        let report = self.reconcile_mode(Mode::Fast).await;
+        let report = self.reconcile_scoped(Mode::Fast, Some(vec![i])).await;
         Ok(json!({ "service": service, "real": real, "weight": weight, "reconcile": report }))
     }
 
@@ -887,10 +633,10 @@ fn summarize(ops: &[String], total: usize) -> String {
     s
 }
 
-/// Gives the heap pages freed after parsing a large config back to the
-/// kernel (a 10,000-service config briefly needs tens of MiB that glibc would
-/// otherwise keep mapped).
-fn release_free_memory() {
+/// Gives the heap pages freed after parsing a large config or merging a dump
+/// back to the kernel (a 10,000-service config briefly needs tens of MiB that
+/// glibc would otherwise keep mapped).
+pub(crate) fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[allow(unsafe_code)]
     // SAFETY: malloc_trim only releases free memory of the allocator's arenas;

@@ -27,6 +27,12 @@ pub trait Kernel: Send {
     /// Stops the sync daemon in that state.
     fn del_daemon(&mut self, state: DaemonState) -> Result<(), String>;
 
+    /// A second, independent handle on the same table (lbd reads the kernel
+    /// on one while it changes it through the other); `None` if there is none.
+    fn reader(&self) -> Option<Box<dyn Kernel>> {
+        None
+    }
+
     /// The whole table.
     fn dump(&mut self) -> Result<Actual, String> {
         let services = self.services()?;
@@ -138,6 +144,9 @@ impl Kernel for SimKernel {
 pub struct NoIpvs(pub String);
 
 impl Kernel for NoIpvs {
+    fn reader(&self) -> Option<Box<dyn Kernel>> {
+        Some(Box::new(NoIpvs(self.0.clone())))
+    }
     fn info(&mut self) -> Result<Info, String> {
         Err(self.0.clone())
     }
@@ -203,6 +212,9 @@ impl Netlink {
 }
 
 impl Kernel for Netlink {
+    fn reader(&self) -> Option<Box<dyn Kernel>> {
+        Some(Box::new(Netlink { ipvs: None }))
+    }
     fn info(&mut self) -> Result<Info, String> {
         self.with(|k| k.info())
     }
@@ -257,6 +269,9 @@ impl SharedSim {
 }
 
 impl Kernel for SharedSim {
+    fn reader(&self) -> Option<Box<dyn Kernel>> {
+        Some(Box::new(self.clone()))
+    }
     fn info(&mut self) -> Result<Info, String> {
         self.with(|k| k.info())
     }

@@ -15,3 +15,4 @@ pub mod reconcile;
 pub mod store;
 pub mod sysctl;
 pub mod vrrp;
+pub mod worker;

@@ -177,6 +177,18 @@ impl Drains {
     pub fn is_empty(&self) -> bool {
         self.since.is_empty()
     }
+    /// Removes and returns the entries of the services in `keys` (to plan
+    /// those services alone without forgetting the others' drains).
+    pub fn take_scope(&mut self, keys: &std::collections::HashSet<ServiceKey>) -> Drains {
+        let (mine, rest): (HashMap<_, _>, HashMap<_, _>) =
+            std::mem::take(&mut self.since).into_iter().partition(|((k, _, _), _)| keys.contains(k));
+        self.since = rest;
+        Drains { since: mine }
+    }
+    /// Puts back entries taken with [`Drains::take_scope`].
+    pub fn absorb(&mut self, other: Drains) {
+        self.since.extend(other.since);
+    }
     /// Draining reals with the ms they have been draining.
     pub fn list(&self, now_ms: u64) -> Vec<(ServiceKey, IpAddr, u16, u64)> {
         let mut v: Vec<_> = self.since.iter().map(|((k, a, p), t)| (*k, *a, *p, now_ms.saturating_sub(*t))).collect();
@@ -498,5 +510,27 @@ address = "198.51.100.2:80"
         assert!(same_service(&d[0].svc, &k));
         k.sched = "wlc".into();
         assert!(!same_service(&d[0].svc, &k));
+    }
+
+    #[test]
+    fn scoped_planning_keeps_other_services_drains() {
+        let d = desired(&cfg(BASE));
+        let mut a = Actual::default();
+        converge(&d, &mut a);
+        let fewer = BASE.replacen("[[services.reals]]\naddress = \"10.0.0.2\"\n", "", 1);
+        a.services[0].1[1].active_conns = 1;
+        let mut drains = Drains::default();
+        let p = plan(&desired(&cfg(&fewer)), &a, Duration::from_secs(60), &mut drains, 0);
+        simulate(&mut a, &p.ops);
+        assert_eq!(drains.len(), 1);
+        // Plan only the fwmark service: the web service's drain survives.
+        let fw = d[1].svc.key;
+        let keys: std::collections::HashSet<ServiceKey> = [fw].into_iter().collect();
+        let mut sub = drains.take_scope(&keys);
+        let only = vec![d[1].clone()];
+        let sub_actual = Actual { services: a.services.iter().filter(|(s, _)| s.svc.key == fw).cloned().collect() };
+        assert_eq!(plan(&only, &sub_actual, Duration::from_secs(60), &mut sub, 10).ops, vec![]);
+        drains.absorb(sub);
+        assert_eq!(drains.len(), 1);
     }
 }

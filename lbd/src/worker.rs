@@ -1,0 +1,607 @@
+//! lbd's kernel side: two threads, each with its own IPVS handle.
+//!
+//! The **control** thread owns lbd's view of the kernel table and makes every
+//! change: it plans against the view, executes, and applies each accepted op
+//! to the view, so a change costs what the change costs, even with 10,000
+//! services. The **reader** thread only reads the kernel: the periodic
+//! verification dumps (the whole table up to [`FULL_DUMP_MAX`] services; above
+//! that the service list plus a rotating window of [`DEST_WINDOW`] services'
+//! real servers) and the full dumps behind the ipvsadm views. A dump takes
+//! seconds at 10,000 services under TCG; it runs while the control thread
+//! keeps answering. When a dump arrives, the control thread makes it the new
+//! view and replays the ops it executed while the dump ran (each op sets its
+//! object to a final state, so replaying one the dump already saw is
+//! harmless), then repairs whatever differs from the config.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+use crate::config;
+use crate::ipvs::{self, DestEntry, ServiceEntry, ServiceKey, Timeouts};
+use crate::kernel::Kernel;
+use crate::reconcile::{self, Actual, DesiredService, Drains, Op};
+
+/// Tables up to this many services are re-read whole on every verify pass.
+pub const FULL_DUMP_MAX: usize = 512;
+/// Larger tables re-read this many services' real servers per verify pass
+/// (a GET_DEST dump each), so every one is checked every few passes.
+pub const DEST_WINDOW: usize = 1000;
+/// Operation descriptions kept in a report (the count is always exact).
+const REPORT_OPS: usize = 20;
+
+/// What a reconcile pass did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PassReport {
+    /// Milliseconds it took (for a verify pass: from the request to the repair).
+    pub duration_ms: u64,
+    /// How many operations the kernel accepted.
+    pub applied_count: usize,
+    /// The first of them, described.
+    pub applied: Vec<String>,
+    /// How many the kernel refused.
+    pub failed_count: usize,
+    /// The first refused ones with the kernel's reason.
+    pub failed: Vec<(String, String)>,
+    /// Why the pass could not run at all (no IPVS, dump failed).
+    pub error: Option<String>,
+    /// Timeouts changed.
+    pub timeouts_set: bool,
+    /// Real servers draining after the pass.
+    pub draining: usize,
+    /// Services whose real servers were re-read from the kernel this pass.
+    pub verified_services: usize,
+}
+
+impl PassReport {
+    fn applied(&mut self, op: &Op) {
+        self.applied_count += 1;
+        if self.applied.len() < REPORT_OPS {
+            self.applied.push(op.to_string());
+        }
+    }
+    fn failed(&mut self, what: String, why: String) {
+        self.failed_count += 1;
+        if self.failed.len() < REPORT_OPS {
+            self.failed.push((what, why));
+        }
+    }
+}
+
+/// How thoroughly a reconcile pass reads the kernel first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Re-read the kernel (in the reader thread) and repair.
+    Verify,
+    /// Plan against the view only (right after an apply or an edit).
+    Fast,
+}
+
+/// What a pass reconciles towards.
+#[derive(Clone)]
+pub struct Target {
+    /// The config's services in kernel form.
+    pub desired: Arc<Vec<DesiredService>>,
+    /// `ipvs.drain_timeout`.
+    pub drain: Duration,
+    /// `ipvs.timeouts`.
+    pub timeouts: config::Timeouts,
+    /// Only these indices of `desired` (a Fast pass after a one-service
+    /// edit); `None` = everything, deleting services not in `desired`.
+    pub scope: Option<Vec<usize>>,
+}
+
+/// A fresh read of the kernel for views.
+pub struct Snapshot {
+    /// GET_INFO.
+    pub info: ipvs::Info,
+    /// Every service with its dests and counters.
+    pub table: Actual,
+    /// GET_CONFIG.
+    pub timeouts: Option<Timeouts>,
+    /// Sync daemons.
+    pub daemons: Vec<ipvs::Daemon>,
+    /// Real servers draining, with how long (ms).
+    pub draining: Vec<(ServiceKey, std::net::IpAddr, u16, u64)>,
+}
+
+/// Requests to the control thread.
+pub enum Job {
+    /// A reconcile pass.
+    Reconcile { target: Target, mode: Mode, reply: oneshot::Sender<PassReport> },
+    /// A full fresh read for views (done by the reader thread).
+    Snapshot { reply: oneshot::Sender<Result<Snapshot, String>> },
+    /// ZERO all counters.
+    Zero { reply: oneshot::Sender<Result<(), String>> },
+    /// GET_INFO and the size of the view (no dump).
+    Summary { reply: oneshot::Sender<Result<(ipvs::Info, usize, usize), String>> },
+    /// VRRP: make the running sync daemons exactly these.
+    SyncDaemons { want: Vec<ipvs::Daemon> },
+    /// The reader's answer to a verify request.
+    Read { read: Result<Partial, String>, started: u64 },
+}
+
+/// What a verify read found.
+pub struct Partial {
+    services: Vec<ServiceEntry>,
+    dests: HashMap<ServiceKey, Vec<DestEntry>>,
+}
+
+enum ReadReq {
+    Verify {
+        stale: Vec<ServiceKey>,
+        full: bool,
+        started: u64,
+    },
+    Snapshot {
+        draining: Vec<(ServiceKey, std::net::IpAddr, u16, u64)>,
+        reply: oneshot::Sender<Result<Snapshot, String>>,
+    },
+}
+
+/// The reader's own state: which services it saw last, where the window is.
+#[derive(Default)]
+struct Reader {
+    seen: HashSet<ServiceKey>,
+    cursor: usize,
+}
+
+impl Reader {
+    fn read(&mut self, k: &mut dyn Kernel, stale: &[ServiceKey], full: bool) -> Result<Partial, String> {
+        if full {
+            let a = k.dump()?;
+            self.seen = a.services.iter().map(|(s, _)| s.svc.key).collect();
+            let mut dests = HashMap::with_capacity(a.services.len());
+            let mut services = Vec::with_capacity(a.services.len());
+            for (s, d) in a.services {
+                dests.insert(s.svc.key, d);
+                services.push(s);
+            }
+            return Ok(Partial { services, dests });
+        }
+        let services = k.services()?;
+        let n = services.len().max(1);
+        let window: HashSet<usize> = (0..DEST_WINDOW.min(n)).map(|i| (self.cursor + i) % n).collect();
+        self.cursor = (self.cursor + DEST_WINDOW) % n;
+        let stale: HashSet<&ServiceKey> = stale.iter().collect();
+        let mut dests = HashMap::new();
+        for (i, s) in services.iter().enumerate() {
+            let key = s.svc.key;
+            if window.contains(&i) || stale.contains(&key) || !self.seen.contains(&key) {
+                dests.insert(key, k.dests(&key)?);
+            }
+        }
+        self.seen = services.iter().map(|s| s.svc.key).collect();
+        Ok(Partial { services, dests })
+    }
+
+    fn snapshot(
+        k: &mut dyn Kernel,
+        draining: Vec<(ServiceKey, std::net::IpAddr, u16, u64)>,
+    ) -> Result<Snapshot, String> {
+        let info = k.info()?;
+        Ok(Snapshot {
+            info,
+            table: k.dump()?,
+            timeouts: k.timeouts().ok(),
+            daemons: k.daemons().unwrap_or_default(),
+            draining,
+        })
+    }
+}
+
+/// A verify pass waiting for the reader.
+struct InFlight {
+    target: Target,
+    since: Instant,
+    replies: Vec<oneshot::Sender<PassReport>>,
+}
+
+/// The control thread's state.
+struct Control {
+    k: Box<dyn Kernel>,
+    view: Option<Actual>,
+    drains: Drains,
+    start: Instant,
+    /// Ops executed, numbered; kept while a read is in flight.
+    seq: u64,
+    journal: Vec<(u64, Op)>,
+    stale: HashSet<ServiceKey>,
+    in_flight: Option<InFlight>,
+    /// Passes asked for while one is in flight (coalesced into one).
+    queued: Option<InFlight>,
+    reader: Option<mpsc::Sender<ReadReq>>,
+    /// Reader state used inline (on this thread's handle) when the kernel
+    /// gives no second handle.
+    inline: Reader,
+    self_tx: mpsc::Sender<Job>,
+    sync_err: Option<String>,
+}
+
+fn op_key(op: &Op) -> ServiceKey {
+    match op {
+        Op::NewService(s) | Op::SetService(s) => s.key,
+        Op::DelService(k) | Op::NewDest(k, _) | Op::SetDest(k, _) | Op::DelDest(k, _, _) => *k,
+    }
+}
+
+impl Control {
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    /// Plans and executes against the view (which must exist).
+    fn repair(&mut self, target: &Target, r: &mut PassReport) {
+        let Some(view) = self.view.as_mut() else { return };
+        let now = self.start.elapsed().as_millis() as u64;
+        let plan = match &target.scope {
+            None => reconcile::plan(&target.desired, view, target.drain, &mut self.drains, now),
+            Some(idx) => {
+                // Only these services: plan them against their own entries.
+                let want: Vec<DesiredService> = idx.iter().filter_map(|i| target.desired.get(*i).cloned()).collect();
+                let keys: HashSet<ServiceKey> = want.iter().map(|d| d.svc.key).collect();
+                let sub = Actual {
+                    services: view.services.iter().filter(|(s, _)| keys.contains(&s.svc.key)).cloned().collect(),
+                };
+                let mut drains = self.drains.take_scope(&keys);
+                let plan = reconcile::plan(&want, &sub, target.drain, &mut drains, now);
+                self.drains.absorb(drains);
+                plan
+            }
+        };
+        let results = self.k.execute(&plan.ops);
+        for (op, res) in plan.ops.iter().zip(results) {
+            match res {
+                Ok(()) => {
+                    self.seq += 1;
+                    if self.in_flight.is_some() {
+                        self.journal.push((self.seq, op.clone()));
+                    }
+                    if reconcile::simulate(view, std::slice::from_ref(op)).iter().any(|x| x.is_err()) {
+                        self.stale.insert(op_key(op));
+                    }
+                    r.applied(op);
+                }
+                Err(e) => {
+                    self.stale.insert(op_key(op));
+                    r.failed(op.to_string(), e);
+                }
+            }
+        }
+        if r.failed_count > 0 {
+            // Something differs from what we believed: re-read it all next time.
+            self.view = None;
+        }
+        r.draining = self.drains.len();
+    }
+
+    fn timeouts(&mut self, target: &Target, r: &mut PassReport) {
+        let t = target.timeouts;
+        if r.error.is_some() || (t.tcp.is_none() && t.tcpfin.is_none() && t.udp.is_none()) {
+            return;
+        }
+        match self.k.timeouts() {
+            Ok(cur) => {
+                let want = Timeouts {
+                    tcp: t.tcp.unwrap_or(cur.tcp),
+                    tcp_fin: t.tcpfin.unwrap_or(cur.tcp_fin),
+                    udp: t.udp.unwrap_or(cur.udp),
+                };
+                if want != cur {
+                    match self.k.set_timeouts(want) {
+                        Ok(()) => r.timeouts_set = true,
+                        Err(e) => r.failed("set timeouts".into(), e),
+                    }
+                }
+            }
+            Err(e) => r.failed("get timeouts".into(), e),
+        }
+    }
+
+    /// Starts a verify read (in the reader thread, or inline).
+    fn start_verify(&mut self, f: InFlight) {
+        let full = self.view.as_ref().is_none_or(|v| v.services.len() <= FULL_DUMP_MAX);
+        let stale: Vec<ServiceKey> = self.stale.drain().collect();
+        let started = self.seq;
+        self.in_flight = Some(f);
+        if let Some(tx) = &self.reader {
+            match tx.send(ReadReq::Verify { stale, full, started }) {
+                Ok(()) => return,
+                Err(mpsc::SendError(_)) => {
+                    // The reader thread is gone: read inline from now on.
+                    self.reader = None;
+                }
+            }
+            let _ = self.self_tx.send(Job::Read { read: Err("kernel reader stopped".into()), started });
+            return;
+        }
+        let read = self.inline.read(self.k.as_mut(), &stale, full);
+        let _ = self.self_tx.send(Job::Read { read, started });
+    }
+
+    /// A verify read arrived: new view, replay, repair, answer.
+    fn finish_verify(&mut self, read: Result<Partial, String>, started: u64) {
+        let Some(f) = self.in_flight.take() else { return };
+        let mut r = PassReport::default();
+        match read {
+            Err(e) => {
+                self.view = None;
+                r.error = Some(e);
+            }
+            Ok(p) => {
+                r.verified_services = p.dests.len();
+                let mut old: HashMap<ServiceKey, Vec<DestEntry>> = self
+                    .view
+                    .take()
+                    .map(|v| v.services.into_iter().map(|(s, d)| (s.svc.key, d)).collect())
+                    .unwrap_or_default();
+                let mut dests = p.dests;
+                let mut table = Vec::with_capacity(p.services.len());
+                for s in p.services {
+                    let key = s.svc.key;
+                    let d = dests.remove(&key).or_else(|| old.remove(&key)).unwrap_or_default();
+                    table.push((s, d));
+                }
+                let mut view = Actual { services: table };
+                // Ops executed while the read ran: the read may or may not
+                // have seen them; applying them again gives the final state.
+                for (_, op) in self.journal.iter().filter(|(n, _)| *n > started) {
+                    let _ = reconcile::simulate(&mut view, std::slice::from_ref(op));
+                }
+                self.view = Some(view);
+            }
+        }
+        self.journal.clear();
+        if r.error.is_none() {
+            self.repair(&f.target, &mut r);
+        }
+        self.timeouts(&f.target, &mut r);
+        r.duration_ms = f.since.elapsed().as_millis() as u64;
+        for tx in f.replies {
+            let _ = tx.send(r.clone());
+        }
+        crate::daemon::release_free_memory();
+        if let Some(q) = self.queued.take() {
+            self.start_verify(q);
+        }
+    }
+
+    fn handle(&mut self, job: Job) {
+        match job {
+            Job::Reconcile { target, mode, reply } => {
+                if mode == Mode::Fast && self.view.is_some() && self.in_flight.is_none() {
+                    let t0 = Instant::now();
+                    let mut r = PassReport::default();
+                    self.repair(&target, &mut r);
+                    self.timeouts(&target, &mut r);
+                    r.duration_ms = t0.elapsed().as_millis() as u64;
+                    let _ = reply.send(r);
+                    return;
+                }
+                if mode == Mode::Fast && self.view.is_some() {
+                    // A read is in flight: plan against the current view now
+                    // (its ops are journalled and replayed onto the new view).
+                    let t0 = Instant::now();
+                    let mut r = PassReport::default();
+                    self.repair(&target, &mut r);
+                    self.timeouts(&target, &mut r);
+                    r.duration_ms = t0.elapsed().as_millis() as u64;
+                    let _ = reply.send(r);
+                    // Passes in flight or queued repair towards the newest
+                    // config (a scoped target still carries all of it).
+                    let newest = Target { scope: None, ..target };
+                    for f in [self.in_flight.as_mut(), self.queued.as_mut()].into_iter().flatten() {
+                        f.target = newest.clone();
+                    }
+                    return;
+                }
+                let f = InFlight { target, since: Instant::now(), replies: vec![reply] };
+                if self.in_flight.is_some() {
+                    match self.queued.as_mut() {
+                        Some(q) => {
+                            q.target = f.target;
+                            q.replies.extend(f.replies);
+                        }
+                        None => self.queued = Some(f),
+                    }
+                } else {
+                    self.start_verify(f);
+                }
+            }
+            Job::Read { read, started } => self.finish_verify(read, started),
+            Job::Snapshot { reply } => {
+                let draining = self.drains.list(self.now_ms());
+                match &self.reader {
+                    Some(tx) => {
+                        let _ = tx.send(ReadReq::Snapshot { draining, reply });
+                    }
+                    None => {
+                        let _ = reply.send(Reader::snapshot(self.k.as_mut(), draining));
+                    }
+                }
+            }
+            Job::Zero { reply } => {
+                let _ = reply.send(self.k.zero(None));
+            }
+            Job::Summary { reply } => {
+                let counts = self
+                    .view
+                    .as_ref()
+                    .map_or((0, 0), |v| (v.services.len(), v.services.iter().map(|(_, d)| d.len()).sum::<usize>()));
+                let _ = reply.send(self.k.info().map(|i| (i, counts.0, counts.1)));
+            }
+            Job::SyncDaemons { want } => {
+                let r = crate::vrrp::engine::sync_daemons(self.k.as_mut(), &want);
+                match (&r, &self.sync_err) {
+                    (Ok(changes), _) if !changes.is_empty() => info!("IPVS sync daemon: {}", changes.join(", ")),
+                    (Err(e), last) if last.as_ref() != Some(e) => warn!("IPVS sync daemon: {e}"),
+                    _ => {}
+                }
+                self.sync_err = r.err();
+            }
+        }
+    }
+}
+
+/// Starts the control thread (and the reader thread when the kernel gives a
+/// second handle); returns the control thread's job queue.
+pub fn start(k: Box<dyn Kernel>) -> mpsc::Sender<Job> {
+    let (tx, rx) = mpsc::channel::<Job>();
+    let reader = match k.reader() {
+        Some(mut rk) => {
+            let (rtx, rrx) = mpsc::channel::<ReadReq>();
+            let back = tx.clone();
+            let mut rd = Reader::default();
+            std::thread::Builder::new()
+                .name("kernel-reader".into())
+                .spawn(move || {
+                    while let Ok(req) = rrx.recv() {
+                        match req {
+                            ReadReq::Verify { stale, full, started } => {
+                                let read = rd.read(rk.as_mut(), &stale, full);
+                                if back.send(Job::Read { read, started }).is_err() {
+                                    break;
+                                }
+                            }
+                            ReadReq::Snapshot { draining, reply } => {
+                                let _ = reply.send(Reader::snapshot(rk.as_mut(), draining));
+                            }
+                        }
+                    }
+                })
+                .expect("spawn the kernel reader thread");
+            Some(rtx)
+        }
+        None => None,
+    };
+    let mut c = Control {
+        k,
+        view: None,
+        drains: Drains::default(),
+        start: Instant::now(),
+        seq: 0,
+        journal: Vec::new(),
+        stale: HashSet::new(),
+        in_flight: None,
+        queued: None,
+        reader,
+        inline: Reader::default(),
+        self_tx: tx.clone(),
+        sync_err: None,
+    };
+    std::thread::Builder::new()
+        .name("kernel".into())
+        .spawn(move || {
+            while let Ok(job) = rx.recv() {
+                c.handle(job);
+            }
+        })
+        .expect("spawn the kernel control thread");
+    tx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::SharedSim;
+
+    /// A reader whose dumps wait for a go-ahead, to make a change land while
+    /// a dump is in flight.
+    struct Gated {
+        k: SharedSim,
+        gate: Arc<std::sync::Mutex<mpsc::Receiver<()>>>,
+    }
+
+    impl Kernel for Gated {
+        fn info(&mut self) -> Result<ipvs::Info, String> {
+            self.k.info()
+        }
+        fn services(&mut self) -> Result<Vec<ServiceEntry>, String> {
+            let r = self.k.services();
+            let _ = self.gate.lock().unwrap().recv();
+            r
+        }
+        fn dests(&mut self, key: &ServiceKey) -> Result<Vec<DestEntry>, String> {
+            self.k.dests(key)
+        }
+        fn execute(&mut self, ops: &[Op]) -> Vec<Result<(), String>> {
+            self.k.execute(ops)
+        }
+        fn timeouts(&mut self) -> Result<Timeouts, String> {
+            self.k.timeouts()
+        }
+        fn set_timeouts(&mut self, t: Timeouts) -> Result<(), String> {
+            self.k.set_timeouts(t)
+        }
+        fn zero(&mut self, key: Option<&ServiceKey>) -> Result<(), String> {
+            self.k.zero(key)
+        }
+        fn daemons(&mut self) -> Result<Vec<ipvs::Daemon>, String> {
+            self.k.daemons()
+        }
+        fn new_daemon(&mut self, d: &ipvs::Daemon) -> Result<(), String> {
+            self.k.new_daemon(d)
+        }
+        fn del_daemon(&mut self, s: ipvs::DaemonState) -> Result<(), String> {
+            self.k.del_daemon(s)
+        }
+        fn dump(&mut self) -> Result<Actual, String> {
+            let a = self.k.dump();
+            let _ = self.gate.lock().unwrap().recv();
+            a
+        }
+        fn reader(&self) -> Option<Box<dyn Kernel>> {
+            Some(Box::new(Gated { k: self.k.clone(), gate: self.gate.clone() }))
+        }
+    }
+
+    fn target(cfg: &str, scope: Option<Vec<usize>>) -> Target {
+        let c = crate::config::parse(cfg, "t").unwrap();
+        Target { desired: Arc::new(reconcile::desired(&c)), drain: Duration::ZERO, timeouts: c.ipvs.timeouts, scope }
+    }
+
+    fn pass(tx: &mpsc::Sender<Job>, t: Target, mode: Mode) -> oneshot::Receiver<PassReport> {
+        let (rtx, rrx) = oneshot::channel();
+        tx.send(Job::Reconcile { target: t, mode, reply: rtx }).unwrap();
+        rrx
+    }
+
+    const A: &str =
+        "[[services]]\naddress = \"192.0.2.1:80\"\n[[services.reals]]\naddress = \"10.0.0.1\"\nweight = 1\n";
+
+    #[test]
+    fn a_change_during_a_dump_is_not_lost_or_repeated() {
+        let sim = SharedSim::new();
+        let (go, gate) = mpsc::channel();
+        let k = Gated { k: sim.clone(), gate: Arc::new(std::sync::Mutex::new(gate)) };
+        let tx = start(Box::new(k));
+        // First pass: full read (released at once), then programs A.
+        go.send(()).unwrap();
+        let r = pass(&tx, target(A, None), Mode::Verify).blocking_recv().unwrap();
+        assert_eq!(r.applied_count, 2, "{r:?}");
+        // A verify pass starts and its read blocks...
+        let verify = pass(&tx, target(A, None), Mode::Verify);
+        std::thread::sleep(Duration::from_millis(100));
+        // ... while an edit goes through the control thread at once.
+        let b = A.replace("weight = 1", "weight = 5");
+        let r = pass(&tx, target(&b, Some(vec![0])), Mode::Fast).blocking_recv().unwrap();
+        assert_eq!(r.applied_count, 1, "the edit ran while the dump was in flight: {r:?}");
+        let changes = sim.0.lock().unwrap().changes;
+        // The dump finishes (it may or may not have seen the edit).
+        go.send(()).unwrap();
+        let r = verify.blocking_recv().unwrap();
+        assert_eq!(r.error, None);
+        // The verify pass repairs towards the newest config and changes nothing.
+        assert_eq!(r.applied_count, 0, "{r:?}");
+        assert_eq!(sim.0.lock().unwrap().changes, changes);
+        assert_eq!(sim.0.lock().unwrap().table.services[0].1[0].dest.weight, 5);
+        // And the next pass agrees.
+        go.send(()).unwrap();
+        let r = pass(&tx, target(&b, None), Mode::Verify).blocking_recv().unwrap();
+        assert_eq!(r.applied_count, 0, "{r:?}");
+    }
+}
