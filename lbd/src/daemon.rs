@@ -23,8 +23,8 @@ use crate::ipvs::{self, ServiceKey};
 use crate::ipvsadm;
 use crate::kernel::Kernel;
 use crate::logring::LogRing;
-use crate::reconcile::{self, DesiredService, Drains, Op};
-use crate::store::{Pending, Store};
+use crate::reconcile::{self, Drains, Op};
+use crate::store::{Edit, Pending, Store};
 use crate::worker::{Job, Snapshot, Target};
 pub use crate::worker::{Mode, PassReport};
 
@@ -73,14 +73,21 @@ enum CfgState {
 
 struct State {
     cfg: Config,
+    /// Real-server offsets in the config *file* (not counting journalled edits).
     spans: config::Spans,
+    /// Edits journalled and not yet folded into the file.
+    journal: usize,
+    fold_gen: u64,
     cfg_state: CfgState,
-    desired: Arc<Vec<DesiredService>>,
+    desired: reconcile::Desired,
     passes: u64,
     last: Option<(Instant, PassReport)>,
     pending: Option<(u64, Pending)>,
     pending_gen: u64,
 }
+
+/// How long after the last weight edit the journal is folded into the file.
+const FOLD_AFTER: Duration = Duration::from_secs(5);
 
 /// What apply/rollback return: data, or an error with details.
 type ApplyResult = Result<Value, (String, Value)>;
@@ -117,7 +124,25 @@ impl Daemon {
                 (Config::default(), config::Spans::default(), CfgState::Missing)
             }
             Ok(Some(text)) => match config::parse_with_spans(&text, &file) {
-                Ok((cfg, spans)) => (cfg, spans, CfgState::Ok),
+                Ok((mut cfg, spans)) => {
+                    // Edits journalled before lbd stopped: apply and fold them.
+                    let edits = store.edits();
+                    let mut spans = spans;
+                    if !edits.is_empty() {
+                        let (folded, new_spans, warnings) = config::edit::apply_edits(&text, &spans, &mut cfg, &edits);
+                        for w in warnings {
+                            warn!("{w}");
+                        }
+                        match store.persist(&folded) {
+                            Ok(()) => {
+                                spans = new_spans;
+                                info!("{} journalled edit(s) folded into {file}", edits.len());
+                            }
+                            Err(e) => warn!("cannot fold the journalled edits into {file}: {e}"),
+                        }
+                    }
+                    (cfg, spans, CfgState::Ok)
+                }
                 Err(errors) => {
                     for e in &errors {
                         warn!("{e}");
@@ -132,7 +157,8 @@ impl Daemon {
             }
         };
         release_free_memory();
-        let desired = Arc::new(reconcile::desired(&cfg));
+        let desired = reconcile::desired_shared(&cfg);
+        let journal = store.edits().len();
         let tx = crate::worker::start(kernel);
         let sync_tx = tx.clone();
         let vrrp = crate::vrrp::engine::Vrrp::new(Arc::new(move |want| {
@@ -145,6 +171,8 @@ impl Daemon {
             state: Arc::new(Mutex::new(State {
                 cfg,
                 spans,
+                journal,
+                fold_gen: 0,
                 cfg_state,
                 desired,
                 passes: 0,
@@ -226,7 +254,7 @@ impl Daemon {
         if !caps.is_empty() {
             return Err((format!("config has {} error(s); nothing applied", caps.len()), json!({ "errors": caps })));
         }
-        let previous = self.store.read().ok().flatten().unwrap_or_default();
+        let previous = self.effective_text().map(|(t, _)| t).unwrap_or_default();
         if let Some(secs) = confirm_within {
             let p = Pending { deadline: now_s() + secs, previous: previous.clone() };
             self.store.set_pending(&p).map_err(|e| (format!("cannot record the pending confirm: {e}"), Value::Null))?;
@@ -237,9 +265,10 @@ impl Daemon {
         self.vrrp.apply(&cfg.vrrp);
         let gen_ = {
             let mut s = self.lock();
-            s.desired = Arc::new(reconcile::desired(&cfg));
+            s.desired = reconcile::desired_shared(&cfg);
             s.cfg = cfg;
             s.spans = spans;
+            s.journal = 0;
             s.cfg_state = CfgState::Ok;
             s.pending_gen += 1;
             s.pending = confirm_within
@@ -288,53 +317,97 @@ impl Daemon {
         json!({ "sysctl_failures": sysctls, "network_changes": changes, "network_failures": failures })
     }
 
-    /// Sets one real's weight: spliced into the persisted text (comments
-    /// kept, nothing re-parsed), persisted, then applied as one SET.
+    /// Sets one real's weight: journalled (an fsynced append, not a rewrite
+    /// of the whole file), applied as one SET, and folded into the config file
+    /// a few seconds later (comments kept, nothing re-parsed).
     async fn set_weight(&self, service: &str, real: &str, weight: u32) -> ApplyResult {
         let _g = self.apply_lock.lock().await;
         let fail = |e: String| (e, Value::Null);
         if weight > 65535 {
             return Err(fail(format!("weight {weight} is out of range 0..=65535")));
         }
+        let t0 = Instant::now();
         let (i, j) = {
             let s = self.lock();
             if matches!(s.cfg_state, CfgState::Invalid { .. }) {
                 return Err(fail("the config on the box is invalid; apply a valid one first".into()));
             }
-            find_real(&s.cfg, service, real).map_err(fail)?
+            config::edit::find_real(&s.cfg, service, real).map_err(fail)?
         };
-        let text = self.store.read().map_err(|e| fail(e.to_string()))?.unwrap_or_default();
-        let spliced = {
-            let s = self.lock();
-            config::edit::set_real_weight(&text, &s.spans, i, j, weight)
-        };
-        let (new_text, shift) = match spliced {
-            Ok(sp) => (sp.text, Some((sp.at, sp.delta))),
-            Err(e) => {
-                warn!("cannot edit the config text in place ({e}); rewriting it from the model (comments are lost)");
-                let mut cfg = self.lock().cfg.clone();
-                cfg.services[i].reals[j].weight = weight;
-                (cfg.to_toml(), None)
-            }
-        };
-        self.store.persist(&new_text).map_err(|e| fail(format!("cannot persist: {e}; nothing applied")))?;
+        let edit = Edit::Weight { service: service.to_string(), real: real.to_string(), weight };
+        self.store.append(&edit).map_err(|e| fail(format!("cannot persist: {e}; nothing applied")))?;
+        let t_persist = t0.elapsed();
         {
             let mut s = self.lock();
             s.cfg.services[i].reals[j].weight = weight;
             let d = reconcile::desired_service(&s.cfg.services[i]);
-            Arc::make_mut(&mut s.desired)[i] = d;
-            match shift {
-                Some((at, delta)) => s.spans.shift(at, delta),
-                None => {
-                    if let Ok((_, spans)) = config::parse_with_spans(&new_text, "") {
-                        s.spans = spans;
-                    }
-                }
-            }
+            Arc::make_mut(&mut s.desired)[i] = Arc::new(d);
+            s.journal += 1;
         }
         info!("weight of {real} in {service} set to {weight}");
         let report = self.reconcile_scoped(Mode::Fast, Some(vec![i])).await;
-        Ok(json!({ "service": service, "real": real, "weight": weight, "reconcile": report }))
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let timing = json!({ "persist_ms": ms(t_persist), "total_ms": ms(t0.elapsed()) });
+        self.schedule_fold();
+        Ok(json!({ "service": service, "real": real, "weight": weight, "timing": timing, "reconcile": report }))
+    }
+
+    /// Folds the journal into the config file once no edit came for
+    /// [`FOLD_AFTER`].
+    fn schedule_fold(&self) {
+        let gen_ = {
+            let mut s = self.lock();
+            s.fold_gen += 1;
+            s.fold_gen
+        };
+        let me = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(FOLD_AFTER).await;
+            if me.lock().fold_gen == gen_ {
+                me.fold().await;
+            }
+        });
+    }
+
+    /// Writes the file with the journalled edits applied and empties the journal.
+    async fn fold(&self) {
+        let _g = self.apply_lock.lock().await;
+        if self.lock().journal == 0 {
+            return;
+        }
+        match self.effective_text() {
+            Ok((text, spans)) => match self.store.persist(&text) {
+                Ok(()) => {
+                    let mut s = self.lock();
+                    s.spans = spans;
+                    s.journal = 0;
+                    info!("journalled edits folded into {}", self.store.path().display());
+                }
+                Err(e) => {
+                    warn!("cannot fold the edits into {}: {e} (they stay journalled)", self.store.path().display())
+                }
+            },
+            Err(e) => warn!("cannot fold the edits: {e} (they stay journalled)"),
+        }
+    }
+
+    /// The config as it is: the file with the journal's edits applied, and
+    /// the real-server offsets in that text.
+    fn effective_text(&self) -> Result<(String, config::Spans), String> {
+        let base = self.store.read().map_err(|e| e.to_string())?.unwrap_or_default();
+        let edits = self.store.edits();
+        let (spans, mut cfg) = {
+            let s = self.lock();
+            (s.spans.clone(), s.cfg.clone())
+        };
+        if edits.is_empty() {
+            return Ok((base, spans));
+        }
+        let (text, spans, warnings) = config::edit::apply_edits(&base, &spans, &mut cfg, &edits);
+        for w in warnings {
+            warn!("{w}");
+        }
+        Ok((text, spans))
     }
 
     async fn expire_pending(&self, gen_: u64) {
@@ -424,7 +497,6 @@ impl Daemon {
             snap.draining.iter().map(|(k, a, p, _)| (*k, *a, *p)).collect();
         let list: Vec<Value> = snap
             .table
-            .services
             .iter()
             .map(|(se, ds)| {
                 let key = se.svc.key;
@@ -459,7 +531,7 @@ impl Daemon {
             return Ok(ipvsadm::connections(&read_conns(&self.opts.conn_proc, usize::MAX)?, false));
         }
         let snap = self.snapshot().await?;
-        let table = ipvsadm::Table { info: snap.info, services: &snap.table.services };
+        let table = ipvsadm::Table { info: snap.info, services: &snap.table };
         let fmt = match view {
             View::Default => ipvsadm::Format::Default,
             View::Stats => ipvsadm::Format::Stats,
@@ -499,7 +571,7 @@ impl Daemon {
                 Err(e) => Response::err(id, e),
             },
             Command::ConfigGet => {
-                let text = self.store.read().ok().flatten().unwrap_or_default();
+                let text = self.effective_text().map(|(t, _)| t).unwrap_or_default();
                 let s = self.lock();
                 Response::ok(id, json!({ "text": text, "path": self.store.path(), "status": s.cfg_state }))
             }
@@ -582,43 +654,9 @@ impl Daemon {
         let mut drains = Drains::default();
         let d = reconcile::desired(cfg);
         let drain = Duration::from_secs(u64::from(cfg.ipvs.drain_timeout));
-        reconcile::plan(&d, &snap.table, drain, &mut drains, 0).ops.iter().map(Op::to_string).collect()
+        let actual = reconcile::Actual::from_table(snap.table);
+        reconcile::plan(&d, &actual, drain, &mut drains, 0).ops.iter().map(Op::to_string).collect()
     }
-}
-
-/// Finds `services[i].reals[j]` from an operator's selectors.
-fn find_real(cfg: &Config, service: &str, real: &str) -> Result<(usize, usize), String> {
-    let sel = service.trim();
-    let words: Vec<&str> = sel.split_whitespace().collect();
-    let i = cfg
-        .services
-        .iter()
-        .position(|s| s.name.as_deref() == Some(sel))
-        .or_else(|| match words.as_slice() {
-            ["fwmark", m] | ["fwmark", m, "ipv4"] => cfg.services.iter().position(|s| {
-                s.fwmark.map(|x| x.to_string()) == Some(m.to_string()) && s.family() == config::Family::Ipv4
-            }),
-            ["fwmark", m, "ipv6"] => cfg.services.iter().position(|s| {
-                s.fwmark.map(|x| x.to_string()) == Some(m.to_string()) && s.family() == config::Family::Ipv6
-            }),
-            [addr] | [_, addr] => {
-                let proto =
-                    if words.len() == 2 { words[0].parse::<config::Protocol>().ok()? } else { config::Protocol::Tcp };
-                let e: config::Endpoint = addr.parse().ok()?;
-                cfg.services.iter().position(|s| s.address == Some(e) && s.protocol == proto)
-            }
-            _ => None,
-        })
-        .ok_or_else(|| format!("no service `{sel}` in the config (use its name, `tcp ADDR:PORT` or `fwmark N`)"))?;
-    let s = &cfg.services[i];
-    let e: config::Endpoint = real.trim().parse()?;
-    let sport = s.address.and_then(|a| a.port).unwrap_or(0);
-    let j = s
-        .reals
-        .iter()
-        .position(|r| r.address.addr == e.addr && e.port.is_none_or(|p| r.address.port.unwrap_or(sport) == p))
-        .ok_or_else(|| format!("no real server {real} in `{sel}`"))?;
-    Ok((i, j))
 }
 
 fn version_str(v: u32) -> String {

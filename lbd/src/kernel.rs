@@ -2,7 +2,7 @@
 //! production, an in-memory table for host tests (`lbd run --sim`).
 
 use crate::ipvs::{Daemon, DaemonState, DestEntry, Info, ServiceEntry, ServiceKey, Timeouts};
-use crate::reconcile::{Actual, Op};
+use crate::reconcile::{Actual, Op, Table};
 
 /// The IPVS operations lbd uses. Blocking; called from one worker thread.
 pub trait Kernel: Send {
@@ -33,15 +33,15 @@ pub trait Kernel: Send {
         None
     }
 
-    /// The whole table.
-    fn dump(&mut self) -> Result<Actual, String> {
+    /// The whole table, with counters.
+    fn dump(&mut self) -> Result<Table, String> {
         let services = self.services()?;
         let mut out = Vec::with_capacity(services.len());
         for s in services {
             let d = self.dests(&s.svc.key)?;
             out.push((s, d));
         }
-        Ok(Actual { services: out })
+        Ok(out)
     }
 }
 
@@ -77,15 +77,33 @@ impl Kernel for SimKernel {
         Ok(Info { version: 0x010201, conn_tab_size: 4096 })
     }
     fn services(&mut self) -> Result<Vec<ServiceEntry>, String> {
-        Ok(self.table.services.iter().map(|(s, _)| s.clone()).collect())
+        Ok(self
+            .table
+            .services
+            .iter()
+            .map(|(s, _)| ServiceEntry { svc: s.clone(), stats: Default::default() })
+            .collect())
     }
     fn dests(&mut self, key: &ServiceKey) -> Result<Vec<DestEntry>, String> {
         self.table
             .services
             .iter()
-            .find(|(s, _)| s.svc.key == *key)
-            .map(|(_, d)| d.clone())
+            .find(|(s, _)| s.key == *key)
+            .map(|(_, d)| {
+                d.iter()
+                    .map(|v| DestEntry {
+                        dest: v.dest.clone(),
+                        active_conns: v.active_conns,
+                        inact_conns: v.inact_conns,
+                        persist_conns: 0,
+                        stats: Default::default(),
+                    })
+                    .collect()
+            })
             .ok_or("no such service".into())
+    }
+    fn dump(&mut self) -> Result<Table, String> {
+        Ok(self.table.to_table())
     }
     fn execute(&mut self, ops: &[Op]) -> Vec<Result<(), String>> {
         self.changes += ops.len() as u64;
@@ -107,15 +125,8 @@ impl Kernel for SimKernel {
         }
         Ok(())
     }
-    fn zero(&mut self, key: Option<&ServiceKey>) -> Result<(), String> {
-        for (s, d) in &mut self.table.services {
-            if key.is_none_or(|k| *k == s.svc.key) {
-                s.stats = Default::default();
-                for e in d {
-                    e.stats = Default::default();
-                }
-            }
-        }
+    fn zero(&mut self, _key: Option<&ServiceKey>) -> Result<(), String> {
+        // The simulator keeps no traffic counters.
         Ok(())
     }
     fn daemons(&mut self) -> Result<Vec<Daemon>, String> {
@@ -248,8 +259,8 @@ impl Kernel for Netlink {
     fn del_daemon(&mut self, state: DaemonState) -> Result<(), String> {
         self.with(|k| k.del_daemon(state))
     }
-    fn dump(&mut self) -> Result<Actual, String> {
-        self.with(|k| k.services_with_dests()).map(|services| Actual { services })
+    fn dump(&mut self) -> Result<Table, String> {
+        self.with(|k| k.services_with_dests())
     }
 }
 

@@ -45,16 +45,74 @@ pub struct DesiredService {
     pub dests: Vec<Dest>,
 }
 
-/// The kernel's table as dumped.
+/// A real server as planning needs it: its definition and connection counts
+/// (for draining), without the traffic counters a dump also carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ViewDest {
+    /// Definition.
+    pub dest: Dest,
+    /// Active connections.
+    pub active_conns: u32,
+    /// Inactive connections.
+    pub inact_conns: u32,
+}
+
+/// The kernel's table as lbd keeps it between dumps (no traffic counters:
+/// about half the memory of a dump at 10,000 services).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Actual {
     /// Each service with its dests.
-    pub services: Vec<(ServiceEntry, Vec<DestEntry>)>,
+    pub services: Vec<(Service, Vec<ViewDest>)>,
+}
+
+/// A dump as the kernel gives it, with counters (what the ipvsadm views print).
+pub type Table = Vec<(ServiceEntry, Vec<DestEntry>)>;
+
+impl Actual {
+    /// The planning view of a dump.
+    pub fn from_table(t: Table) -> Actual {
+        Actual { services: t.into_iter().map(|(s, d)| (s.svc, d.into_iter().map(ViewDest::from).collect())).collect() }
+    }
+    /// A dump-shaped copy (zero counters), for a simulated kernel.
+    pub fn to_table(&self) -> Table {
+        self.services
+            .iter()
+            .map(|(s, d)| {
+                (
+                    ServiceEntry { svc: s.clone(), stats: ipvs::Stats::default() },
+                    d.iter()
+                        .map(|v| DestEntry {
+                            dest: v.dest.clone(),
+                            active_conns: v.active_conns,
+                            inact_conns: v.inact_conns,
+                            persist_conns: 0,
+                            stats: ipvs::Stats::default(),
+                        })
+                        .collect(),
+                )
+            })
+            .collect()
+    }
+}
+
+impl From<DestEntry> for ViewDest {
+    fn from(e: DestEntry) -> Self {
+        ViewDest { dest: e.dest, active_conns: e.active_conns, inact_conns: e.inact_conns }
+    }
 }
 
 /// The kernel form of a config's services.
 pub fn desired(cfg: &Config) -> Vec<DesiredService> {
     cfg.services.iter().map(desired_service).collect()
+}
+
+/// What lbd keeps: each service behind its own `Arc`, so replacing one
+/// service (a weight edit) copies pointers, not 10,000 services.
+pub type Desired = std::sync::Arc<Vec<std::sync::Arc<DesiredService>>>;
+
+/// [`desired`] in the shared form.
+pub fn desired_shared(cfg: &Config) -> Desired {
+    std::sync::Arc::new(cfg.services.iter().map(|s| std::sync::Arc::new(desired_service(s))).collect())
 }
 
 fn service_key(s: &config::Service) -> ServiceKey {
@@ -209,18 +267,25 @@ pub struct Plan {
 /// `drain` is how long a removed real keeps weight 0 before deletion
 /// (zero = delete at once); `drains` carries that state between passes and
 /// `now_ms` is a monotonic clock in milliseconds.
-pub fn plan(desired: &[DesiredService], actual: &Actual, drain: Duration, drains: &mut Drains, now_ms: u64) -> Plan {
+pub fn plan<D: std::borrow::Borrow<DesiredService>>(
+    desired: &[D],
+    actual: &Actual,
+    drain: Duration,
+    drains: &mut Drains,
+    now_ms: u64,
+) -> Plan {
     let mut ops = Vec::new();
     let mut dest_ops = Vec::new();
     let mut del_dest_ops = Vec::new();
     let mut del_svc_ops = Vec::new();
 
-    let have: HashMap<ServiceKey, &(ServiceEntry, Vec<DestEntry>)> =
-        actual.services.iter().map(|e| (e.0.svc.key, e)).collect();
-    let want: BTreeMap<ServiceKey, &DesiredService> = desired.iter().map(|d| (d.svc.key, d)).collect();
+    let have: HashMap<ServiceKey, &(Service, Vec<ViewDest>)> = actual.services.iter().map(|e| (e.0.key, e)).collect();
+    let want: BTreeMap<ServiceKey, &DesiredService> =
+        desired.iter().map(|d| (d.borrow().svc.key, d.borrow())).collect();
     let mut still_draining = HashMap::new();
 
     for d in desired {
+        let d: &DesiredService = d.borrow();
         let key = d.svc.key;
         match have.get(&key) {
             None => {
@@ -230,10 +295,10 @@ pub fn plan(desired: &[DesiredService], actual: &Actual, drain: Duration, drains
                 }
             }
             Some((entry, kdests)) => {
-                if !same_service(&d.svc, &entry.svc) {
+                if !same_service(&d.svc, entry) {
                     ops.push(Op::SetService(d.svc.clone()));
                 }
-                let kd: HashMap<(IpAddr, u16), &DestEntry> =
+                let kd: HashMap<(IpAddr, u16), &ViewDest> =
                     kdests.iter().map(|e| ((e.dest.addr, e.dest.port), e)).collect();
                 for x in &d.dests {
                     match kd.get(&(x.addr, x.port)) {
@@ -266,8 +331,8 @@ pub fn plan(desired: &[DesiredService], actual: &Actual, drain: Duration, drains
         }
     }
     for (entry, _) in &actual.services {
-        if !want.contains_key(&entry.svc.key) {
-            del_svc_ops.push(Op::DelService(entry.svc.key));
+        if !want.contains_key(&entry.key) {
+            del_svc_ops.push(Op::DelService(entry.key));
         }
     }
     drains.since = still_draining;
@@ -284,7 +349,7 @@ pub fn simulate(actual: &mut Actual, ops: &[Op]) -> Vec<Result<(), String>> {
 }
 
 fn simulate_one(actual: &mut Actual, op: &Op) -> Result<(), String> {
-    let find = |a: &Actual, k: &ServiceKey| a.services.iter().position(|e| e.0.svc.key == *k);
+    let find = |a: &Actual, k: &ServiceKey| a.services.iter().position(|e| e.0.key == *k);
     match op {
         Op::NewService(s) => {
             if find(actual, &s.key).is_some() {
@@ -292,13 +357,13 @@ fn simulate_one(actual: &mut Actual, op: &Op) -> Result<(), String> {
             }
             let mut s = s.clone();
             s.flags |= svc_flags::HASHED;
-            actual.services.push((ServiceEntry { svc: s, stats: ipvs::Stats::default() }, Vec::new()));
+            actual.services.push((s, Vec::new()));
         }
         Op::SetService(s) => {
             let i = find(actual, &s.key).ok_or("no such service")?;
             let mut s = s.clone();
             s.flags |= svc_flags::HASHED;
-            actual.services[i].0.svc = s;
+            actual.services[i].0 = s;
         }
         Op::DelService(k) => {
             let i = find(actual, k).ok_or("no such service")?;
@@ -310,13 +375,7 @@ fn simulate_one(actual: &mut Actual, op: &Op) -> Result<(), String> {
             if ds.iter().any(|e| e.dest.addr == d.addr && e.dest.port == d.port) {
                 return Err("destination exists".into());
             }
-            ds.push(DestEntry {
-                dest: d.clone(),
-                active_conns: 0,
-                inact_conns: 0,
-                persist_conns: 0,
-                stats: ipvs::Stats::default(),
-            });
+            ds.push(ViewDest { dest: d.clone(), active_conns: 0, inact_conns: 0 });
         }
         Op::SetDest(k, d) => {
             let i = find(actual, k).ok_or("no such service")?;
@@ -528,7 +587,7 @@ address = "198.51.100.2:80"
         let keys: std::collections::HashSet<ServiceKey> = [fw].into_iter().collect();
         let mut sub = drains.take_scope(&keys);
         let only = vec![d[1].clone()];
-        let sub_actual = Actual { services: a.services.iter().filter(|(s, _)| s.svc.key == fw).cloned().collect() };
+        let sub_actual = Actual { services: a.services.iter().filter(|(s, _)| s.key == fw).cloned().collect() };
         assert_eq!(plan(&only, &sub_actual, Duration::from_secs(60), &mut sub, 10).ops, vec![]);
         drains.absorb(sub);
         assert_eq!(drains.len(), 1);

@@ -22,9 +22,9 @@ use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use crate::config;
-use crate::ipvs::{self, DestEntry, ServiceEntry, ServiceKey, Timeouts};
+use crate::ipvs::{self, DestEntry, ServiceKey, Timeouts};
 use crate::kernel::Kernel;
-use crate::reconcile::{self, Actual, DesiredService, Drains, Op};
+use crate::reconcile::{self, Actual, DesiredService, Drains, Op, Table, ViewDest};
 
 /// Tables up to this many services are re-read whole on every verify pass.
 pub const FULL_DUMP_MAX: usize = 512;
@@ -85,7 +85,7 @@ pub enum Mode {
 #[derive(Clone)]
 pub struct Target {
     /// The config's services in kernel form.
-    pub desired: Arc<Vec<DesiredService>>,
+    pub desired: reconcile::Desired,
     /// `ipvs.drain_timeout`.
     pub drain: Duration,
     /// `ipvs.timeouts`.
@@ -100,7 +100,7 @@ pub struct Snapshot {
     /// GET_INFO.
     pub info: ipvs::Info,
     /// Every service with its dests and counters.
-    pub table: Actual,
+    pub table: Table,
     /// GET_CONFIG.
     pub timeouts: Option<Timeouts>,
     /// Sync daemons.
@@ -127,8 +127,12 @@ pub enum Job {
 
 /// What a verify read found.
 pub struct Partial {
-    services: Vec<ServiceEntry>,
-    dests: HashMap<ServiceKey, Vec<DestEntry>>,
+    services: Vec<ipvs::Service>,
+    dests: HashMap<ServiceKey, Vec<ViewDest>>,
+}
+
+fn slim(d: Vec<DestEntry>) -> Vec<ViewDest> {
+    d.into_iter().map(ViewDest::from).collect()
 }
 
 enum ReadReq {
@@ -154,12 +158,12 @@ impl Reader {
     fn read(&mut self, k: &mut dyn Kernel, stale: &[ServiceKey], full: bool) -> Result<Partial, String> {
         if full {
             let a = k.dump()?;
-            self.seen = a.services.iter().map(|(s, _)| s.svc.key).collect();
-            let mut dests = HashMap::with_capacity(a.services.len());
-            let mut services = Vec::with_capacity(a.services.len());
-            for (s, d) in a.services {
-                dests.insert(s.svc.key, d);
-                services.push(s);
+            self.seen = a.iter().map(|(s, _)| s.svc.key).collect();
+            let mut dests = HashMap::with_capacity(a.len());
+            let mut services = Vec::with_capacity(a.len());
+            for (s, d) in a {
+                dests.insert(s.svc.key, slim(d));
+                services.push(s.svc);
             }
             return Ok(Partial { services, dests });
         }
@@ -172,11 +176,11 @@ impl Reader {
         for (i, s) in services.iter().enumerate() {
             let key = s.svc.key;
             if window.contains(&i) || stale.contains(&key) || !self.seen.contains(&key) {
-                dests.insert(key, k.dests(&key)?);
+                dests.insert(key, slim(k.dests(&key)?));
             }
         }
         self.seen = services.iter().map(|s| s.svc.key).collect();
-        Ok(Partial { services, dests })
+        Ok(Partial { services: services.into_iter().map(|s| s.svc).collect(), dests })
     }
 
     fn snapshot(
@@ -242,11 +246,11 @@ impl Control {
             None => reconcile::plan(&target.desired, view, target.drain, &mut self.drains, now),
             Some(idx) => {
                 // Only these services: plan them against their own entries.
-                let want: Vec<DesiredService> = idx.iter().filter_map(|i| target.desired.get(*i).cloned()).collect();
+                let want: Vec<Arc<DesiredService>> =
+                    idx.iter().filter_map(|i| target.desired.get(*i).cloned()).collect();
                 let keys: HashSet<ServiceKey> = want.iter().map(|d| d.svc.key).collect();
-                let sub = Actual {
-                    services: view.services.iter().filter(|(s, _)| keys.contains(&s.svc.key)).cloned().collect(),
-                };
+                let sub =
+                    Actual { services: view.services.iter().filter(|(s, _)| keys.contains(&s.key)).cloned().collect() };
                 let mut drains = self.drains.take_scope(&keys);
                 let plan = reconcile::plan(&want, &sub, target.drain, &mut drains, now);
                 self.drains.absorb(drains);
@@ -334,15 +338,15 @@ impl Control {
             }
             Ok(p) => {
                 r.verified_services = p.dests.len();
-                let mut old: HashMap<ServiceKey, Vec<DestEntry>> = self
+                let mut old: HashMap<ServiceKey, Vec<ViewDest>> = self
                     .view
                     .take()
-                    .map(|v| v.services.into_iter().map(|(s, d)| (s.svc.key, d)).collect())
+                    .map(|v| v.services.into_iter().map(|(s, d)| (s.key, d)).collect())
                     .unwrap_or_default();
                 let mut dests = p.dests;
                 let mut table = Vec::with_capacity(p.services.len());
                 for s in p.services {
-                    let key = s.svc.key;
+                    let key = s.key;
                     let d = dests.remove(&key).or_else(|| old.remove(&key)).unwrap_or_default();
                     table.push((s, d));
                 }
@@ -520,7 +524,7 @@ mod tests {
         fn info(&mut self) -> Result<ipvs::Info, String> {
             self.k.info()
         }
-        fn services(&mut self) -> Result<Vec<ServiceEntry>, String> {
+        fn services(&mut self) -> Result<Vec<ipvs::ServiceEntry>, String> {
             let r = self.k.services();
             let _ = self.gate.lock().unwrap().recv();
             r
@@ -549,7 +553,7 @@ mod tests {
         fn del_daemon(&mut self, s: ipvs::DaemonState) -> Result<(), String> {
             self.k.del_daemon(s)
         }
-        fn dump(&mut self) -> Result<Actual, String> {
+        fn dump(&mut self) -> Result<Table, String> {
             let a = self.k.dump();
             let _ = self.gate.lock().unwrap().recv();
             a
@@ -561,7 +565,7 @@ mod tests {
 
     fn target(cfg: &str, scope: Option<Vec<usize>>) -> Target {
         let c = crate::config::parse(cfg, "t").unwrap();
-        Target { desired: Arc::new(reconcile::desired(&c)), drain: Duration::ZERO, timeouts: c.ipvs.timeouts, scope }
+        Target { desired: reconcile::desired_shared(&c), drain: Duration::ZERO, timeouts: c.ipvs.timeouts, scope }
     }
 
     fn pass(tx: &mpsc::Sender<Job>, t: Target, mode: Mode) -> oneshot::Receiver<PassReport> {

@@ -296,15 +296,15 @@ fn set_weight_splices_the_file_and_makes_one_change() {
         assert_eq!(env.changes(), before + 1);
         let weight = {
             let k = env.kernel.0.lock().unwrap();
-            let (_, dests) =
-                k.table.services.iter().find(|(s, _)| s.svc.key.to_string() == "TCP 172.16.5.250:80").unwrap();
+            let (_, dests) = k.table.services.iter().find(|(s, _)| s.key.to_string() == "TCP 172.16.5.250:80").unwrap();
             dests[0].dest.weight
         };
         assert_eq!(weight, 0);
-        let file = std::fs::read_to_string(env.dir.join("lvsbox.toml")).unwrap();
-        assert!(file.starts_with("# operator's notes stay\n"));
-        let cfg = lbd::config::parse(&file, "f").unwrap();
-        assert_eq!(cfg.services[1499].reals[0].weight, 0);
+        // Durable at once in the journal; the file itself is rewritten later.
+        assert!(env.dir.join("lvsbox.toml.edits").exists());
+        let shown = call(&d, Command::ConfigGet).await.data.unwrap()["text"].as_str().unwrap().to_string();
+        let cfg = lbd::config::parse(&shown, "f").unwrap();
+        assert_eq!(cfg.services[1499].reals[0].weight, 0, "config_get shows the edit");
         assert_eq!(cfg.services.iter().filter(|s| s.reals[0].weight == 0).count(), 1);
         // A second edit further up the file uses the shifted offsets correctly.
         let r = call(&d, Command::SetWeight { service: "172.16.0.1:80".into(), real: "10.1.0.1:80".into(), weight: 5 })
@@ -316,8 +316,17 @@ fn set_weight_splices_the_file_and_makes_one_change() {
         )
         .await;
         assert!(r.ok, "{r:?}");
-        let cfg = lbd::config::parse(&std::fs::read_to_string(env.dir.join("lvsbox.toml")).unwrap(), "f").unwrap();
+        // A restarted lbd (before the fold) replays the journal and folds it.
+        let d2 = env.daemon();
+        let file = std::fs::read_to_string(env.dir.join("lvsbox.toml")).unwrap();
+        assert!(file.starts_with("# operator's notes stay\n"), "comments kept");
+        assert!(!env.dir.join("lvsbox.toml.edits").exists(), "journal folded at start");
+        let cfg = lbd::config::parse(&file, "f").unwrap();
         assert_eq!((cfg.services[0].reals[0].weight, cfg.services[1499].reals[0].weight), (5, 2));
+        let before = env.changes();
+        let r = d2.reconcile().await.unwrap();
+        assert_eq!(r.applied_count, 0, "the kernel already has the edits: {r:?}");
+        assert_eq!(env.changes(), before);
         // Unknown selectors and out-of-range weights are refused.
         assert!(!call(&d, Command::SetWeight { service: "nope".into(), real: "10.1.0.1".into(), weight: 1 }).await.ok);
         assert!(
@@ -325,5 +334,32 @@ fn set_weight_splices_the_file_and_makes_one_change() {
                 .await
                 .ok
         );
+    });
+}
+
+#[test]
+fn journalled_weight_edits_are_folded_into_the_file() {
+    let env = Env::new("fold");
+    rt().block_on(async {
+        let d = env.daemon();
+        let text = format!("# keep me\n{CFG}");
+        assert!(call(&d, Command::Apply { text, confirm_within: None }).await.ok);
+        for w in [0, 4] {
+            let r = call(&d, Command::SetWeight { service: "web".into(), real: "10.0.0.2".into(), weight: w }).await;
+            assert!(r.ok, "{r:?}");
+        }
+        let journal = env.dir.join("lvsbox.toml.edits");
+        assert!(journal.exists());
+        let t0 = Instant::now();
+        while journal.exists() {
+            assert!(t0.elapsed() < Duration::from_secs(20), "journal not folded");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let file = std::fs::read_to_string(env.dir.join("lvsbox.toml")).unwrap();
+        assert!(file.starts_with("# keep me\n"));
+        let cfg = lbd::config::parse(&file, "f").unwrap();
+        assert_eq!(cfg.services[0].reals[1].weight, 4);
+        // The previous version is in the history.
+        assert!(!call(&d, Command::History).await.data.unwrap().as_array().unwrap().is_empty());
     });
 }

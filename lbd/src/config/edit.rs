@@ -4,7 +4,8 @@
 
 use toml::de::{DeTable, DeValue};
 
-use super::Spans;
+use super::{Config, Spans};
+use crate::store::Edit;
 
 /// The result of a splice.
 #[derive(Debug, PartialEq, Eq)]
@@ -136,6 +137,75 @@ pub fn set_real_weight(text: &str, spans: &Spans, svc: usize, real: usize, weigh
     out.push_str(&new_fragment);
     out.push_str(&text[end..]);
     Ok(Splice { delta: new_fragment.len() as isize - fragment.len() as isize, at: start, text: out })
+}
+
+/// Finds `services[i].reals[j]` from an operator's selectors.
+pub fn find_real(cfg: &Config, service: &str, real: &str) -> Result<(usize, usize), String> {
+    let sel = service.trim();
+    let words: Vec<&str> = sel.split_whitespace().collect();
+    let i = cfg
+        .services
+        .iter()
+        .position(|s| s.name.as_deref() == Some(sel))
+        .or_else(|| match words.as_slice() {
+            ["fwmark", m] | ["fwmark", m, "ipv4"] => cfg.services.iter().position(|s| {
+                s.fwmark.map(|x| x.to_string()) == Some(m.to_string()) && s.family() == crate::config::Family::Ipv4
+            }),
+            ["fwmark", m, "ipv6"] => cfg.services.iter().position(|s| {
+                s.fwmark.map(|x| x.to_string()) == Some(m.to_string()) && s.family() == crate::config::Family::Ipv6
+            }),
+            [addr] | [_, addr] => {
+                let proto = if words.len() == 2 {
+                    words[0].parse::<crate::config::Protocol>().ok()?
+                } else {
+                    crate::config::Protocol::Tcp
+                };
+                let e: crate::config::Endpoint = addr.parse().ok()?;
+                cfg.services.iter().position(|s| s.address == Some(e) && s.protocol == proto)
+            }
+            _ => None,
+        })
+        .ok_or_else(|| format!("no service `{sel}` in the config (use its name, `tcp ADDR:PORT` or `fwmark N`)"))?;
+    let s = &cfg.services[i];
+    let e: crate::config::Endpoint = real.trim().parse()?;
+    let sport = s.address.and_then(|a| a.port).unwrap_or(0);
+    let j = s
+        .reals
+        .iter()
+        .position(|r| r.address.addr == e.addr && e.port.is_none_or(|p| r.address.port.unwrap_or(sport) == p))
+        .ok_or_else(|| format!("no real server {real} in `{sel}`"))?;
+    Ok((i, j))
+}
+
+/// Applies journalled edits to `text` (whose real-server offsets are `spans`)
+/// and to `cfg`: returns the new text and the offsets in it. An edit that no
+/// longer matches the config is skipped and described in the warnings.
+pub fn apply_edits(text: &str, spans: &Spans, cfg: &mut Config, edits: &[Edit]) -> (String, Spans, Vec<String>) {
+    let mut text = text.to_string();
+    let mut spans = spans.clone();
+    let mut warnings = Vec::new();
+    for e in edits {
+        match e {
+            Edit::Weight { service, real, weight } => {
+                let (i, j) = match find_real(cfg, service, real) {
+                    Ok(x) => x,
+                    Err(why) => {
+                        warnings.push(format!("edit of {real} in {service} skipped: {why}"));
+                        continue;
+                    }
+                };
+                match set_real_weight(&text, &spans, i, j, *weight) {
+                    Ok(sp) => {
+                        spans.shift(sp.at, sp.delta);
+                        text = sp.text;
+                        cfg.services[i].reals[j].weight = *weight;
+                    }
+                    Err(why) => warnings.push(format!("edit of {real} in {service} skipped: {why}")),
+                }
+            }
+        }
+    }
+    (text, spans, warnings)
 }
 
 #[cfg(test)]

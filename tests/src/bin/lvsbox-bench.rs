@@ -157,8 +157,17 @@ fn count_services(g: &mut Guest) -> Result<(usize, usize)> {
 
 fn bench_ipvs(runs: usize, n: usize) -> Result<()> {
     println!("== IPVS: {n} services x 4 DR reals, each run on a freshly booted debug guest (TCG, {runs} runs)");
-    let (mut lbd, mut adm, mut weight, mut full, mut rss, mut verify, mut ping) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut lbd, mut adm, mut weight, mut full, mut rss, mut verify, mut ping, mut rss_end, mut server_ms) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let read_rss = |g: &mut Guest| -> Result<f64> {
+        let kb: f64 = g
+            .sh_ok("grep VmRSS /proc/$(pidof lbd)/status")?
+            .split_whitespace()
+            .nth(1)
+            .and_then(|x| x.parse().ok())
+            .context("VmRSS")?;
+        Ok(kb / 1024.0)
+    };
     for run in 0..runs {
         // lbd: apply the config from empty.
         let (_lab, mut g) = scale_guest("bench-lbd", n)?;
@@ -168,10 +177,16 @@ fn bench_ipvs(runs: usize, n: usize) -> Result<()> {
             bail!("lbd programmed {s} services / {r} reals, expected {n} / {}", 4 * n);
         }
         lbd.push(t);
+        // Steady state at n services: after a few verify passes.
+        std::thread::sleep(Duration::from_secs(8));
+        rss.push(read_rss(&mut g)?);
         // The client's own cost (exec of `lbd ctl` under TCG + one round trip).
         ping.push(timed(&mut g, "lbd ctl ping")?);
         // One weight change, through the edit command (persisted, then applied).
         let w = timed(&mut g, "lbd ctl weight 'tcp 172.16.0.1:80' 10.77.1.1 7")?;
+        // `timed` left the command's output (lbd's answer) in /tmp/out.
+        let resp: serde_json::Value = serde_json::from_str(&g.sh_ok("cat /tmp/out")?).unwrap_or_default();
+        server_ms.push(resp["timing"]["total_ms"].as_f64().unwrap_or(f64::NAN));
         let shown = g.sh_ok("ipvsadm -Ln -t 172.16.0.1:80")?;
         if !shown.contains("10.77.1.1:80                 Route   7") {
             bail!("weight change not visible:\n{shown}");
@@ -181,13 +196,7 @@ fn bench_ipvs(runs: usize, n: usize) -> Result<()> {
         full.push(timed(&mut g, "lbd ctl apply /cfg/bench-w.toml")?);
         // Let a verify pass run, then read lbd's RSS and the pass duration.
         std::thread::sleep(Duration::from_secs(6));
-        let kb: f64 = g
-            .sh_ok("grep VmRSS /proc/$(pidof lbd)/status")?
-            .split_whitespace()
-            .nth(1)
-            .and_then(|x| x.parse().ok())
-            .context("VmRSS")?;
-        rss.push(kb / 1024.0);
+        rss_end.push(read_rss(&mut g)?);
         let st: serde_json::Value = serde_json::from_str(&g.sh_ok("lbd ctl status")?)?;
         verify.push(st["reconcile"]["last"]["report"]["duration_ms"].as_f64().unwrap_or(f64::NAN) / 1000.0);
         drop(g);
@@ -217,7 +226,12 @@ fn bench_ipvs(runs: usize, n: usize) -> Result<()> {
         median(&mut full.clone())
     );
     println!(
-        "                     of which the `lbd ctl` client itself (exec + ping round trip) median {:.0} ms",
+        "                     inside lbd (request to kernel change, persisted first) median {:.1} ms [{}]",
+        median(&mut server_ms.clone()),
+        server_ms.iter().map(|x| format!("{x:.1}")).collect::<Vec<_>>().join(", ")
+    );
+    println!(
+        "                     the `lbd ctl` client alone (exec + ping round trip under TCG) median {:.0} ms",
         median(&mut ping.clone()) * 1000.0
     );
     println!("                     keepalived reload (recorded): 5.1 s at 10,000 x 4, RSS 28 -> 48 MB");
