@@ -23,19 +23,14 @@ fn main() -> anyhow::Result<()> {
     let mut g = tests::guest::Guest::boot(&lab, &spec)?;
     g.wait_ready()?;
     let rss = "grep VmRSS /proc/$(pidof lbd)/status";
-    let steps = [
-        "lbd ctl apply /cfg/bench.toml > /dev/null; sleep 6".to_string(),
-        "sleep 20".into(),
-        "sleep 30".into(),
-        "lbd ctl apply /cfg/bench-w.toml > /dev/null; sleep 6".into(),
-        "lbd ctl apply /cfg/bench.toml > /dev/null; sleep 6".into(),
-        "sleep 30".into(),
-    ];
+    let steps = ["lbd ctl apply /cfg/bench.toml > /dev/null; sleep 8".to_string(), "sleep 20".into()];
     for c in &steps {
         let (_, out) = g.sh_timeout(&format!("{c}; {rss}"), Duration::from_secs(300))?;
         println!("after `{c}`: {}", out.trim());
     }
     for c in [
+        "awk '/^[0-9a-f]+-/{name=$6; if(name==\"\") name=\"[anon]\"; range=$1} /^Rss:/{if($2>256) print $2\" kB \"range\" \"name}' /proc/$(pidof lbd)/smaps | sort -rn | head -15",
+        "grep -E 'Threads' /proc/$(pidof lbd)/status",
         "lbd ctl weight 'tcp 172.16.0.1:80' 10.77.1.1 7 | grep -A4 timing",
         "lbd ctl weight 'tcp 172.16.0.1:80' 10.77.1.1 8 | grep -A4 timing",
         "time dd if=/cfg/lvsbox.toml of=/cfg/x.tmp bs=1M conv=fsync 2>&1 | tail -1",

@@ -44,6 +44,9 @@ pub struct GuestSpec {
     pub memory: u32,
     /// Boot the UEFI disk under OVMF instead of `-kernel/-initrd`.
     pub uefi: bool,
+    /// Another initramfs for a direct boot (e.g. [`crate::peer`]'s debug
+    /// image with keepalived on top); the flavour's command line is kept.
+    pub initrd: Option<PathBuf>,
 }
 
 impl GuestSpec {
@@ -58,6 +61,7 @@ impl GuestSpec {
             append: vec!["lvsbox.consoles=".into()],
             memory: 768,
             uefi: false,
+            initrd: None,
         }
     }
 
@@ -157,7 +161,10 @@ impl Guest {
                 q
             }
         } else {
-            let mut q = QemuCmd::direct_flavour(&arts.kernel, fa);
+            let mut q = match &spec.initrd {
+                Some(initrd) => QemuCmd::direct(&arts.kernel, initrd, &fa.cmdline),
+                None => QemuCmd::direct_flavour(&arts.kernel, fa),
+            };
             for a in &spec.append {
                 q = q.append(a)?;
             }

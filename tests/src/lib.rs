@@ -4,6 +4,7 @@
 pub mod guest;
 pub mod http;
 pub mod lab;
+pub mod peer;
 pub mod topo;
 
 use std::path::PathBuf;

@@ -171,6 +171,7 @@ fn production_disk_boots_under_ovmf() -> Result<()> {
         append: vec![],
         memory: 768,
         uefi: true,
+        initrd: None,
     };
     let mut g = Guest::boot(&lab, &spec)?;
     let t = g.wait_ready()?;

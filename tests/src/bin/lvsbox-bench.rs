@@ -49,6 +49,7 @@ fn boot_once(uefi: bool) -> Result<(f64, f64)> {
         append: vec!["lvsbox.consoles=".into()],
         memory: 768,
         uefi,
+        initrd: None,
     };
     let mut g = Guest::boot(&lab, &spec)?;
     let banner = g.wait_for("lvsbox ", Duration::from_secs(180))?.as_secs_f64();
@@ -180,6 +181,10 @@ fn bench_ipvs(runs: usize, n: usize) -> Result<()> {
         // Steady state at n services: after a few verify passes.
         std::thread::sleep(Duration::from_secs(8));
         rss.push(read_rss(&mut g)?);
+        eprintln!(
+            "lbd memory map after the apply:\n{}",
+            g.sh_ok("awk '/^[0-9a-f]+-/{n=$6; if(n==\"\") n=\"[anon]\"} /^Rss:/{if($2>256) print $2\" kB \"n}' /proc/$(pidof lbd)/smaps | sort -rn | head -6")?
+        );
         // The client's own cost (exec of `lbd ctl` under TCG + one round trip).
         ping.push(timed(&mut g, "lbd ctl ping")?);
         // One weight change, through the edit command (persisted, then applied).
@@ -239,6 +244,11 @@ fn bench_ipvs(runs: usize, n: usize) -> Result<()> {
         "lbd RSS at {n} svc   median {:.1} MiB [{}] (target < 30 MiB; keepalived recorded 28 MB)",
         median(&mut rss.clone()),
         fmt_runs(&rss)
+    );
+    println!(
+        "                     after a weight edit and a second whole-config apply: median {:.1} MiB [{}]",
+        median(&mut rss_end.clone()),
+        fmt_runs(&rss_end)
     );
     println!(
         "verify pass          median {:.2} s [{}] (service list + a 1,000-service window of real lists)",
