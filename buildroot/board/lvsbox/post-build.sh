@@ -42,9 +42,12 @@ left=$(find "$TARGET" \( -name sh -o -name ash -o -name bash -o -name dash -o -n
 
 # --- static binaries only: nothing needs the toolchain's shared libraries ----
 # An executable with a PT_INTERP program header is dynamically linked (readelf
-# is in binutils, which Buildroot requires on the host).
+# is in binutils, which Buildroot requires on the host; else the cross one).
+READELF=readelf
+command -v readelf >/dev/null 2>&1 || READELF=$(ls "${HOST_DIR:-/nonexistent}"/bin/*-readelf 2>/dev/null | head -n 1)
+[ -n "$READELF" ] || fail "no readelf (host binutils) to tell static from dynamic executables"
 is_elf() { [ "$(head -c 4 "$1" | od -An -c | tr -d ' ')" = "177ELF" ]; }
-is_dynamic() { readelf -lW "$1" 2>/dev/null | grep -q 'Requesting program interpreter'; }
+is_dynamic() { "$READELF" -lW "$1" 2>/dev/null | grep -q 'Requesting program interpreter'; }
 for f in "$TARGET/init" "$TARGET/bin/lbd" "$TARGET/bin/console"; do
 	is_elf "$f" || fail "$f is not an ELF executable"
 	! is_dynamic "$f" || fail "$f is dynamically linked; the package builds with -C target-feature=+crt-static"
