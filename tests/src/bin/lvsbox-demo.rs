@@ -54,9 +54,8 @@ address = "10.77.0.12"
 
 fn boot_director(lab: &mut Lab, n: u8, priority: u8) -> Result<Guest> {
     let tap = lab.add_tap()?;
-    let mut spec = GuestSpec::debug(&format!("director{n}"))
-        .config(&director_config(n, priority))
-        .nic(&tap, &mac(n, 0));
+    let mut spec =
+        GuestSpec::debug(&format!("director{n}")).config(&director_config(n, priority)).nic(&tap, &mac(n, 0));
     if std::env::var("LVSBOX_DEMO_DEBUG").is_err() {
         spec.flavour = image::Flavour::Production;
     }
@@ -105,7 +104,8 @@ fn main() -> Result<()> {
         // Director 1 (priority 150) takes the VIP; the client reaches both reals.
         let t0 = Instant::now();
         let tally = loop {
-            let t = client.ns.in_thread(|| http::tally(VIP, 80, 20, Duration::from_secs(2), Duration::from_secs(60)))?;
+            let t =
+                client.ns.in_thread(|| http::tally(VIP, 80, 20, Duration::from_secs(2), Duration::from_secs(60)))?;
             if t.failures == 0 {
                 break t;
             }
@@ -143,7 +143,8 @@ fn main() -> Result<()> {
             std::thread::sleep(Duration::from_millis(100));
         }
         println!("director 2 serves {VIP} {:.1} s after director 1 died", t0.elapsed().as_secs_f64());
-        let tally = client.ns.in_thread(|| http::tally(VIP, 80, 10, Duration::from_secs(2), Duration::from_secs(60)))?;
+        let tally =
+            client.ns.in_thread(|| http::tally(VIP, 80, 10, Duration::from_secs(2), Duration::from_secs(60)))?;
         println!("10 more requests: {:?}, {} failed", tally.by_name, tally.failures);
         drop(d2);
         return Ok(());
@@ -160,7 +161,10 @@ fn main() -> Result<()> {
         Ok(())
     };
     let console = |g: &Guest| {
-        format!("socat -,raw,echo=0 UNIX-CONNECT:{}", g.console_socket().map(|p| p.display().to_string()).unwrap_or_default())
+        format!(
+            "socat -,raw,echo=0 UNIX-CONNECT:{}",
+            g.console_socket().map(|p| p.display().to_string()).unwrap_or_default()
+        )
     };
     tmux(&["new-session", "-d", "-s", "demo", "-x", "200", "-y", "50", &console(&d1)])?;
     tmux(&["split-window", "-h", "-t", "demo", &console(&d2)])?;
