@@ -113,11 +113,13 @@ pub enum Screen {
     System,
     /// Staged changes, apply, confirm.
     Changes,
+    /// VRRP instances: state, master, history; maintenance.
+    Vrrp,
 }
 
 impl Screen {
     /// In tab order, with their keys.
-    pub const ALL: [(Screen, char, &'static str); 7] = [
+    pub const ALL: [(Screen, char, &'static str); 8] = [
         (Screen::Dashboard, '1', "Dashboard"),
         (Screen::Services, '2', "Services"),
         (Screen::Network, '3', "Network"),
@@ -125,6 +127,7 @@ impl Screen {
         (Screen::Logs, '5', "Logs"),
         (Screen::System, '6', "System"),
         (Screen::Changes, '7', "Changes"),
+        (Screen::Vrrp, '8', "VRRP"),
     ];
 }
 
@@ -185,6 +188,8 @@ pub enum AskAction {
     Reboot,
     /// Power off through init.
     Poweroff,
+    /// VRRP maintenance on (`true`) or off for an instance.
+    VrrpMaintenance(String, bool),
     /// Drop all staged changes.
     Discard,
 }
@@ -385,6 +390,8 @@ pub struct App {
     pub lbd_err: Option<String>,
     /// The kernel table.
     pub services: Vec<LiveService>,
+    /// lbd's VRRP engine, once asked.
+    pub vrrp: Option<model::Vrrp>,
     /// The applied config text.
     pub applied_text: Option<String>,
     /// The applied config, when it parses.
@@ -530,6 +537,7 @@ impl App {
             status: None,
             lbd_err: None,
             services: Vec::new(),
+            vrrp: None,
             applied_text: None,
             applied: None,
             config_from_file: false,
@@ -711,6 +719,10 @@ impl App {
                         self.poll_init(InitCmd::Children, 10_000, &mut out);
                     }
                     Screen::Changes => {}
+                    Screen::Vrrp => self.poll_lbd("vrrp", 1000, Command::Vrrp, &mut out),
+                }
+                if self.screen == Screen::Dashboard {
+                    self.poll_lbd("vrrp", 2000, Command::Vrrp, &mut out);
                 }
             }
         }
@@ -812,6 +824,17 @@ impl App {
             }
             Command::Services if r.ok => {
                 self.services = serde_json::from_value(data).unwrap_or_default();
+            }
+            Command::Vrrp if r.ok => {
+                self.vrrp = Some(serde_json::from_value(data).unwrap_or_default());
+            }
+            Command::VrrpMaintenance { target, on } => {
+                if r.ok {
+                    self.say(format!("{target}: maintenance {}", if on { "on" } else { "off" }), false);
+                } else {
+                    self.say(format!("{target}: {}", r.error.clone().unwrap_or_default()), true);
+                }
+                self.soon(&["vrrp"]);
             }
             Command::ConfigGet if r.ok => {
                 let text = data.get("text").and_then(Value::as_str).unwrap_or_default().to_string();
@@ -1260,8 +1283,8 @@ impl App {
             return;
         }
         let target = match k.code {
-            KeyCode::F(n @ 1..=7) => Some(Screen::ALL[usize::from(n) - 1].0),
-            KeyCode::Char(c @ '1'..='7') => Some(Screen::ALL[(c as usize) - ('1' as usize)].0),
+            KeyCode::F(n @ 1..=8) => Some(Screen::ALL[usize::from(n) - 1].0),
+            KeyCode::Char(c @ '1'..='8') => Some(Screen::ALL[(c as usize) - ('1' as usize)].0),
             _ => None,
         };
         if let Some(s) = target {
@@ -1281,7 +1304,23 @@ impl App {
             Screen::Logs => self.logs_key(k),
             Screen::System => self.system_key(k, out),
             Screen::Changes => self.changes_key(k, out),
+            Screen::Vrrp => self.vrrp_key(k),
         }
+    }
+
+    fn vrrp_key(&mut self, k: KeyEvent) {
+        let len = self.vrrp.as_ref().map_or(0, |v| v.instances.len());
+        if self.move_sel(k.code, len) || k.code != KeyCode::Char('m') {
+            return;
+        }
+        let Some(i) = self.vrrp.as_ref().and_then(|v| v.instances.get(self.selected())) else { return };
+        let on = !i.maintenance;
+        let text = if on {
+            format!("Put {} into maintenance? It hands its VIPs to the peer and stays backup. (y/n)", i.name)
+        } else {
+            format!("End maintenance of {}? It may take the VIPs back (preempt). (y/n)", i.name)
+        };
+        self.ask = Some(Ask { text, action: AskAction::VrrpMaintenance(i.name.clone(), on) });
     }
 
     fn go(&mut self, s: Screen, out: &mut Vec<Effect>) {
@@ -1312,6 +1351,7 @@ impl App {
         match a {
             AskAction::Reboot => out.push(Effect::Init(InitCmd::Reboot)),
             AskAction::Poweroff => out.push(Effect::Init(InitCmd::Poweroff)),
+            AskAction::VrrpMaintenance(target, on) => self.send(Command::VrrpMaintenance { target, on }, out),
             AskAction::Discard => {
                 self.staged = None;
                 self.notes.clear();

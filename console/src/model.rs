@@ -392,3 +392,94 @@ mod tests {
         assert_eq!(fmt_num(12_345), "12.3K");
     }
 }
+
+/// `vrrp`: lbd's VRRP engine.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Vrrp {
+    /// Whether the engine runs (false without a `[vrrp]` section).
+    pub running: bool,
+    /// Instances in config order.
+    pub instances: Vec<VrrpInstance>,
+    /// IPVS connection sync.
+    pub sync_daemon: Option<VrrpSync>,
+}
+
+/// `vrrp.sync_daemon`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct VrrpSync {
+    /// `master`, `backup`, `both` or `none`.
+    pub role: String,
+}
+
+/// `vrrp.instances[]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct VrrpInstance {
+    /// Instance name.
+    pub name: String,
+    /// Interface of the adverts.
+    pub interface: String,
+    /// Virtual router id.
+    pub vrid: u8,
+    /// VRRP version.
+    pub version: u8,
+    /// `Init`, `Backup`, `Master`, `Fault`.
+    pub state: String,
+    /// Configured priority.
+    pub priority: u8,
+    /// Priority after tracking.
+    pub effective_priority: u8,
+    /// Held as backup on purpose.
+    pub maintenance: bool,
+    /// The current master (`ip`, `self`, `priority`), when known.
+    pub master: Option<Value>,
+    /// Since when this box is master.
+    pub master_since_ms_ago: Option<u64>,
+    /// Advert interval.
+    pub advert_interval_ms: u64,
+    /// The virtual addresses.
+    pub vips: Vec<String>,
+    /// Adverts received.
+    pub rx_adverts: u64,
+    /// Adverts sent.
+    pub tx_adverts: u64,
+    /// Times this box became master.
+    pub became_master: u64,
+    /// Dropped packets by reason.
+    pub drops: std::collections::BTreeMap<String, u64>,
+    /// The last socket error.
+    pub last_error: Option<String>,
+    /// State changes, oldest first.
+    pub history: Vec<VrrpTransition>,
+}
+
+/// `vrrp.instances[].history[]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct VrrpTransition {
+    /// How long ago.
+    pub ms_ago: u64,
+    /// Previous state.
+    pub from: String,
+    /// New state.
+    pub to: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl VrrpInstance {
+    /// `10.0.0.2 (prio 150)`, `this box`, or `-`.
+    pub fn master_label(&self) -> String {
+        match &self.master {
+            Some(m) if m.get("self").and_then(Value::as_bool) == Some(true) => "this box".into(),
+            Some(m) => format!(
+                "{} (prio {})",
+                m.get("ip").and_then(Value::as_str).unwrap_or("?"),
+                m.get("priority").and_then(Value::as_u64).unwrap_or(0)
+            ),
+            None => "-".into(),
+        }
+    }
+}

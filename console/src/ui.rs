@@ -116,6 +116,7 @@ pub fn draw(app: &App, f: &mut Frame) {
                 Screen::Logs => draw_logs(app, &th, f, main),
                 Screen::System => draw_system(app, &th, f, main),
                 Screen::Changes => draw_changes(app, &th, f, main),
+                Screen::Vrrp => draw_vrrp(app, &th, f, main),
             }
             if let Some(form) = &app.form {
                 let r = popup(main, main.width.min(100), 22);
@@ -165,7 +166,8 @@ fn footer_keys(app: &App) -> String {
         return "type to filter  Enter done  Esc clear".into();
     }
     let s = match app.screen {
-        Screen::Dashboard => "1-7/F1-F7 screens  0/F10 log out  ^L redraw",
+        Screen::Dashboard => "1-8/F1-F8 screens  0/F10 log out  ^L redraw",
+        Screen::Vrrp => "Up/Down select  m maintenance on/off  0 log out",
         Screen::Services if app.svc_open.is_some() => {
             "a add real  e edit  d remove  w drain  u enable  s edit service  Esc back"
         }
@@ -224,6 +226,12 @@ fn draw_header(app: &App, th: &Th, f: &mut Frame, area: Rect) {
 fn draw_tabs(app: &App, th: &Th, f: &mut Frame, area: Rect) {
     let mut spans = Vec::new();
     for (s, k, name) in Screen::ALL {
+        // Eight tabs fit 80 columns with the long names shortened.
+        let name = match (area.width < 100, s) {
+            (true, Screen::Network) => "Net",
+            (true, Screen::System) => "Sys",
+            _ => name,
+        };
         let label = if s == Screen::Changes && !app.notes.is_empty() {
             format!("{k} {name}({})", app.notes.len())
         } else {
@@ -385,8 +393,21 @@ fn draw_dashboard(app: &App, th: &Th, f: &mut Frame, area: Rect) {
     }
     f.render_widget(Paragraph::new(l).wrap(Wrap { trim: true }).block(th.block(" System ")), sys);
 
-    // Network: live links (read by the console) and the static VIPs' presence.
+    // Network: VRRP state, live links (read by the console) and the static VIPs' presence.
     let mut l = Vec::new();
+    for i in app.vrrp.iter().flat_map(|v| &v.instances) {
+        l.push(Line::styled(
+            format!(
+                "VRRP {} {}{} {} {}",
+                i.name,
+                i.state.to_uppercase(),
+                if i.maintenance { " MAINT" } else { "" },
+                i.effective_priority,
+                i.vips.first().map(|v| v.split('/').next().unwrap_or(v)).unwrap_or("")
+            ),
+            vrrp_style(th, &i.state),
+        ));
+    }
     let live = match &app.net {
         Some(Ok(n)) => Some(n),
         Some(Err(e)) => {
@@ -1010,4 +1031,87 @@ fn draw_changes(app: &App, th: &Th, f: &mut Frame, area: Rect) {
     }
     l.extend(rest.into_iter().skip(app.scroll));
     f.render_widget(Paragraph::new(Text::from(l)).block(th.block(" Changes: review and apply ")), area);
+}
+
+fn vrrp_style(th: &Th, state: &str) -> Style {
+    match state {
+        "master" => th.good().add_modifier(Modifier::BOLD),
+        "backup" => Style::default(),
+        _ => th.bad(),
+    }
+}
+
+fn draw_vrrp(app: &App, th: &Th, f: &mut Frame, area: Rect) {
+    let Some(v) = &app.vrrp else {
+        f.render_widget(Paragraph::new("asking lbd...").block(th.block(" VRRP ")), area);
+        return;
+    };
+    if !v.running || v.instances.is_empty() {
+        let l = vec![
+            Line::from("VRRP is not configured on this box."),
+            Line::from("Add [[vrrp.instances]] to the config (System > config) to share VIPs with a peer."),
+        ];
+        f.render_widget(Paragraph::new(l).wrap(Wrap { trim: true }).block(th.block(" VRRP ")), area);
+        return;
+    }
+    let wide = area.width >= 120;
+    let sel = app.selected().min(v.instances.len() - 1);
+    let list_h = (v.instances.len() as u16 + 3).min(area.height / 2).max(4);
+    let [top, bottom] = Layout::vertical([Constraint::Length(list_h), Constraint::Min(4)]).areas(area);
+    let row = |c: [&str; 6]| {
+        if wide {
+            format!("{} {} {:>4} {} {:>7} {}", fit(c[0], 16), fit(c[1], 10), c[2], fit(c[3], 14), c[4], c[5])
+        } else {
+            format!("{} {} {:>4} {} {:>7} {}", fit(c[0], 10), fit(c[1], 7), c[2], fit(c[3], 12), c[4], c[5])
+        }
+    };
+    let items: Vec<String> = v
+        .instances
+        .iter()
+        .map(|i| {
+            let state = format!("{}{}", i.state.to_uppercase(), if i.maintenance { " MAINT" } else { "" });
+            let prio = if i.effective_priority == i.priority {
+                i.priority.to_string()
+            } else {
+                format!("{}/{}", i.effective_priority, i.priority)
+            };
+            row([&i.name, &i.interface, &i.vrid.to_string(), &state, &prio, &i.master_label()])
+        })
+        .collect();
+    let mut l =
+        vec![Line::styled(format!(" {}", row(["Instance", "If", "VRID", "State", "Prio", "Master"])), th.bold())];
+    let h = top.height.saturating_sub(3) as usize;
+    l.extend(list_lines(&items, Some(sel), h, th));
+    f.render_widget(Paragraph::new(l).block(th.block(" VRRP instances ")), top);
+
+    let i = &v.instances[sel];
+    let mut l = vec![
+        Line::from(vec![
+            Span::raw("State "),
+            Span::styled(i.state.to_uppercase(), vrrp_style(th, &i.state)),
+            Span::raw(match i.master_since_ms_ago {
+                Some(ms) if i.state == "master" => format!(" for {}", model::fmt_uptime(ms / 1000)),
+                _ => String::new(),
+            }),
+            Span::raw(format!("   v{}  advert {} ms", i.version, i.advert_interval_ms)),
+            Span::styled(if i.maintenance { "   MAINTENANCE (m to end)" } else { "" }, th.warn()),
+        ]),
+        Line::from(format!("VIPs {}", i.vips.join(", "))),
+        Line::from(format!(
+            "Adverts rx {} tx {}   became master {}x   dropped {}{}",
+            i.rx_adverts,
+            i.tx_adverts,
+            i.became_master,
+            i.drops.values().sum::<u64>(),
+            if let Some(s) = &v.sync_daemon { format!("   conn sync: {}", s.role) } else { String::new() }
+        )),
+    ];
+    if let Some(e) = &i.last_error {
+        l.push(Line::styled(format!("Last error: {e}"), th.bad()));
+    }
+    l.push(Line::styled("History (newest first)", th.bold()));
+    for t in i.history.iter().rev() {
+        l.push(Line::from(format!("{:>9} ago  {} -> {}  {}", fmt_ms(t.ms_ago), t.from, t.to, t.reason)));
+    }
+    f.render_widget(Paragraph::new(l).block(th.block(format!(" {} ", i.name))), bottom);
 }

@@ -325,3 +325,102 @@ fn ascii_borders_and_words_for_vt_terminals() {
     // The selected row is marked with '>' as well as reversed video.
     assert!(s.row_of("TCP 192.168.100.111:80").starts_with("|>web"));
 }
+
+/// What lbd's `vrrp` command answers on a box that is master of `web` and
+/// backup (in maintenance) of `db`.
+fn vrrp_answer() -> serde_json::Value {
+    serde_json::json!({
+        "running": true,
+        "instances": [
+            {
+                "name": "web", "interface": "lan", "vrid": 51, "version": 3, "state": "master",
+                "priority": 150, "effective_priority": 150, "maintenance": false,
+                "master": { "ip": "192.168.100.244", "self": true, "priority": 150 },
+                "master_since_ms_ago": 62_000, "advert_interval_ms": 1000,
+                "vips": ["192.168.100.100/24"], "rx_adverts": 3, "tx_adverts": 61, "became_master": 1,
+                "drops": { "wrong_vrid": 2 },
+                "history": [
+                    { "ms_ago": 65_000, "from": "init", "to": "backup", "reason": "startup" },
+                    { "ms_ago": 62_000, "from": "backup", "to": "master", "reason": "master down timer" }
+                ]
+            },
+            {
+                "name": "db", "interface": "lan", "vrid": 52, "version": 2, "state": "backup",
+                "priority": 100, "effective_priority": 40, "maintenance": true,
+                "master": { "ip": "192.168.100.245", "self": false, "priority": 120, "since_ms_ago": 5000 },
+                "advert_interval_ms": 1000, "vips": ["192.168.100.101/24"], "history": []
+            }
+        ],
+        "sync_daemon": { "role": "master" }
+    })
+}
+
+fn with_vrrp(h: &mut Harness) {
+    let r = lbd::ctl::proto::Response { id: 0, ok: true, data: Some(vrrp_answer()), error: None };
+    let _ = h.app.handle(console::app::Event::Lbd(lbd::ctl::proto::Command::Vrrp, Ok(r)));
+}
+
+#[test]
+fn vrrp_screen_and_dashboard_show_state_master_and_history() {
+    let mut h = logged_in("s-vrrp");
+    with_vrrp(&mut h);
+    both(&h, |s, _, _| {
+        s.has("VRRP web MASTER 150 192.168.100.100");
+        s.has("VRRP db BACKUP MAINT 40");
+    });
+    let _ = h.app.handle(console::app::Event::Key(KeyCode::Char('8').into()));
+    with_vrrp(&mut h);
+    both(&h, |s, w, _| {
+        s.row_has(1, &["[8 VRRP]", "7 Changes"]);
+        assert!(s.0[1].chars().count() <= usize::from(w), "{}", s.0[1]);
+        let web = s.row_of(">web");
+        for x in ["lan", "51", "MASTER", "150", "this box"] {
+            assert!(web.contains(x), "{x} in {web}");
+        }
+        let db = s.row_of(" db");
+        for x in ["52", "BACKUP MAINT", "40/100", "192.168.100.245 (prio 120)"] {
+            assert!(db.contains(x), "{x} in {db}");
+        }
+        s.has("State MASTER for 00:01:02");
+        s.has("VIPs 192.168.100.100/24");
+        s.has("Adverts rx 3 tx 61   became master 1x   dropped 2   conn sync: master");
+        // Newest first.
+        let (newer, _) = s.has("backup -> master  master down timer");
+        let (older, _) = s.has("init -> backup  startup");
+        assert!(newer < older);
+    });
+}
+
+#[test]
+fn vrrp_maintenance_is_asked_then_sent_to_lbd() {
+    use console::app::{Effect, Event};
+    use lbd::ctl::proto::Command;
+    let mut h = logged_in("s-vrrp-m");
+    let _ = h.app.handle(Event::Key(KeyCode::Char('8').into()));
+    with_vrrp(&mut h);
+    // The second instance is in maintenance: `m` offers to end it.
+    let _ = h.app.handle(Event::Key(KeyCode::Down.into()));
+    let _ = h.app.handle(Event::Key(KeyCode::Char('m').into()));
+    h.screen(80, 24).has("End maintenance of db?");
+    let out = h.app.handle(Event::Key(KeyCode::Char('y').into()));
+    assert!(
+        out.iter().any(|e| matches!(e, Effect::Lbd(Command::VrrpMaintenance { target, on: false }) if target == "db")),
+        "{out:?}"
+    );
+    // `n` sends nothing.
+    let _ = h.app.handle(Event::Key(KeyCode::Up.into()));
+    let _ = h.app.handle(Event::Key(KeyCode::Char('m').into()));
+    h.screen(80, 24).has("Put web into maintenance?");
+    let out = h.app.handle(Event::Key(KeyCode::Char('n').into()));
+    assert!(!out.iter().any(|e| matches!(e, Effect::Lbd(Command::VrrpMaintenance { .. }))), "{out:?}");
+}
+
+#[test]
+fn vrrp_screen_without_vrrp_says_how_to_configure_it() {
+    let mut h = logged_in("s-vrrp-none");
+    h.key(KeyCode::Char('8'));
+    h.wait(1500);
+    both(&h, |s, _, _| {
+        s.has("VRRP is not configured on this box.");
+    });
+}
