@@ -71,6 +71,15 @@ enum CfgState {
     Invalid { errors: Vec<ConfigError> },
 }
 
+impl CfgState {
+    /// Reconcile leaves the kernel table alone until a valid config is
+    /// applied: with an invalid config, and with none (a config partition
+    /// that failed to mount must not empty a running box's table).
+    fn paused(&self) -> bool {
+        !matches!(self, CfgState::Ok)
+    }
+}
+
 struct State {
     cfg: Config,
     /// Real-server offsets in the config *file* (not counting journalled edits).
@@ -120,7 +129,7 @@ impl Daemon {
         let file = opts.config.display().to_string();
         let (cfg, spans, cfg_state) = match store.read() {
             Ok(None) => {
-                info!("no config at {file}: running with defaults (no services)");
+                info!("no config at {file}: defaults (no services); the kernel table is left as it is until a config is applied");
                 (Config::default(), config::Spans::default(), CfgState::Missing)
             }
             Ok(Some(text)) => match config::parse_with_spans(&text, &file) {
@@ -152,7 +161,7 @@ impl Daemon {
                 }
             },
             Err(e) => {
-                warn!("cannot read {file}: {e}");
+                warn!("cannot read {file}: {e}; the kernel table is left as it is until a config is applied");
                 (Config::default(), config::Spans::default(), CfgState::Missing)
             }
         };
@@ -205,7 +214,7 @@ impl Daemon {
     async fn reconcile_scoped(&self, mode: Mode, scope: Option<Vec<usize>>) -> Option<PassReport> {
         let target = {
             let s = self.lock();
-            if matches!(s.cfg_state, CfgState::Invalid { .. }) {
+            if s.cfg_state.paused() {
                 return None;
             }
             Target {
@@ -484,7 +493,7 @@ impl Daemon {
             "ipvs": ipvs,
             "kernel": { "services": services, "reals": dests },
             "reconcile": { "passes": s.passes, "interval_ms": self.opts.interval.as_millis() as u64, "last": last,
-                           "paused": matches!(s.cfg_state, CfgState::Invalid { .. }) },
+                           "paused": s.cfg_state.paused() },
         })
     }
 

@@ -116,6 +116,31 @@ fn invalid_config_changes_nothing_and_lists_every_error() {
 }
 
 #[test]
+fn a_missing_config_leaves_the_kernel_table_alone_until_one_is_applied() {
+    let env = Env::new("missing");
+    let runtime = rt();
+    runtime.block_on(async {
+        let d = env.daemon();
+        assert!(call(&d, Command::Apply { text: CFG.into(), confirm_within: None }).await.ok);
+    });
+    // The config partition comes up empty (or fails to mount) and lbd restarts.
+    std::fs::remove_file(env.dir.join("lvsbox.toml")).unwrap();
+    let before = env.changes();
+    runtime.block_on(async {
+        let d = env.daemon();
+        assert!(d.reconcile().await.is_none(), "reconcile must be paused");
+        let st = call(&d, Command::Status).await.data.unwrap();
+        assert_eq!(st["config"]["status"]["state"], "missing");
+        assert_eq!(st["reconcile"]["paused"], true);
+        assert_eq!(env.services(), 1);
+        assert_eq!(env.changes(), before);
+        // Applying a config (here: no services) resumes reconciling.
+        assert!(call(&d, Command::Apply { text: String::new(), confirm_within: None }).await.ok);
+        assert_eq!(env.services(), 0);
+    });
+}
+
+#[test]
 fn restart_with_unchanged_config_makes_zero_changes() {
     let env = Env::new("restart");
     let runtime = rt();
