@@ -763,6 +763,7 @@ impl Conv {
             }
         };
         let (mut fallback, mut port_flag) = (false, false);
+        let mut protocol_given = false;
         let mut reals: Vec<(Real, Loc)> = Vec::new();
         let mut granularity: Option<&Node> = None;
         for n in vs.block.iter().flatten() {
@@ -781,7 +782,10 @@ impl Conv {
                     }
                 }
                 "protocol" => match n.args.first().map(|s| lower(s)).as_deref().map(str::parse::<Protocol>) {
-                    Some(Ok(p)) => t.protocol = p,
+                    Some(Ok(p)) => {
+                        t.protocol = p;
+                        protocol_given = true;
+                    }
                     _ => self.error(n, "needs TCP, UDP or SCTP"),
                 },
                 "persistence_timeout" => {
@@ -859,13 +863,43 @@ impl Conv {
         if (fallback || port_flag) && t.scheduler_flags.is_empty() {
             self.note(vs, format!("scheduler flags have no effect with {}; not imported", t.scheduler));
         }
+        let has_address = members.iter().any(|m| matches!(m, Member::Addr(..)));
+        if !protocol_given && has_address {
+            // Checked in a guest: Debian 12's keepalived 2.2.7 programs UDP
+            // for an address service without `protocol`.
+            t.protocol = Protocol::Udp;
+            self.note(
+                vs,
+                "no `protocol`: keepalived (2.2.7, Debian 12, checked in a guest) programs such a service as UDP, so \
+                 it is imported as udp; if you meant TCP, set protocol = \"tcp\" (and add `protocol TCP` to the \
+                 keepalived.conf)",
+            );
+        }
+        let fwmark_only = members.iter().all(|m| matches!(m, Member::Mark(..)));
+        let mut port_dropped = false;
         for (r, _) in &mut reals {
             if r.forwarding == Some(t.forwarding) {
                 r.forwarding = None;
             }
+            // keepalived programs port 0 for the DR/TUN real servers of a
+            // fwmark service (their port only serves the checks).
+            if fwmark_only
+                && r.forwarding.unwrap_or(t.forwarding) != Forwarding::Nat
+                && r.address.port.is_some_and(|p| p != 0)
+            {
+                r.address.port = None;
+                port_dropped = true;
+            }
             if r.forwarding.unwrap_or(t.forwarding) == Forwarding::Tun && r.tunnel.is_none() {
                 r.tunnel = tunnel.clone();
             }
+        }
+        if port_dropped {
+            self.note(
+                vs,
+                "keepalived programs port 0 for the DR/TUN real servers of a fwmark service (their port only \
+                 serves the checks); imported without a port, which gives the same table",
+            );
         }
         for m in members {
             let mut s = t.clone();
