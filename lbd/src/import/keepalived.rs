@@ -23,8 +23,8 @@ use crate::vrrp::config::{Garp, Instance, SyncDaemon, SyncGroup, TrackIf, VrrpVi
 use crate::vrrp::packet::ChecksumMode;
 
 /// What the report says about health checks while lvsbox has none.
-pub const CHECKS_PENDING: &str = "checks: pending health-check support; until then lvsbox keeps this real server in the \
-     table whatever its health (re-create the check once lvsbox has health checks)";
+pub const CHECKS_PENDING: &str = "checks: pending health-check support; until then every real server stays in the \
+     table whatever its health (re-create this once lvsbox has health checks)";
 
 const NO_SCRIPTS: &str = "lvsbox runs no scripts (the box has no shell); follow state changes with `lbd ctl vrrp`, \
      `lbd ctl services`, the console or the log";
