@@ -103,30 +103,44 @@ fn wait_rules(g: &mut Guest, lines: usize, who: &str, log: &str) -> Result<Strin
     }
 }
 
-#[test]
-fn imported_keepalived_conf_programs_the_table_keepalived_programs() -> Result<()> {
-    let out = lbd::import::keepalived::import_text(&lbd::import::MemFs::default(), CONF, "keepalived.conf");
+/// Imports `conf`, then in one guest: `setup`, keepalived's checker from
+/// `conf`, its `ipvsadm -Ln`; keepalived stopped; lbd applying the imported
+/// config, its `ipvsadm -Ln`. The two must be equal.
+fn conformance(name: &str, conf: &str, setup: &str, services: usize, settle: Duration) -> Result<()> {
+    let out = lbd::import::keepalived::import_text(&lbd::import::MemFs::default(), conf, "keepalived.conf");
     let Some(toml) = out.toml else { bail!("import failed:\n{}", out.report.text()) };
-    assert_eq!(out.report.of(lbd::import::Kind::NotImported).count(), 0, "{}", out.report.text());
     let cfg = out.config.expect("config");
     let rules = cfg.services.len() + cfg.services.iter().map(|s| s.reals.len()).sum::<usize>();
-    assert_eq!(cfg.services.len(), 7, "the group expands into three services");
+    assert_eq!(cfg.services.len(), services, "{}", out.report.text());
 
     let lab = Lab::new()?;
     let initrd = tests::peer::overlay_initrd(
-        &lab.dir.join("ka"),
+        &lab.dir.join(name),
         tests::peer::KEEPALIVED,
-        &[("/etc/keepalived/keepalived.conf", CONF.as_bytes()), ("/etc/imported.toml", toml.as_bytes())],
+        &[("/etc/keepalived/keepalived.conf", conf.as_bytes()), ("/etc/imported.toml", toml.as_bytes())],
     )?;
-    // No config disk: lbd leaves IPVS to keepalived until a config is applied.
-    let mut spec = GuestSpec::debug("import");
+    // An invalid config: lbd pauses (leaves IPVS to keepalived) until a valid
+    // one is applied. (Without any config it would run the defaults, no
+    // services, and remove keepalived's.)
+    let mut spec = GuestSpec::debug(name).config("[system]\nhostnme = \"invalid-on-purpose\"\n");
     spec.initrd = Some(initrd);
     let mut g = Guest::boot(&lab, &spec)?;
     g.wait_ready()?;
+    if !setup.is_empty() {
+        g.sh_ok(setup)?;
+    }
 
     // keepalived's checker process only (no VRRP: the guest has no NIC).
     g.sh_ok("/usr/sbin/keepalived --check --dont-fork --log-console -f /etc/keepalived/keepalived.conf > /tmp/ka.log 2>&1 &")?;
     wait_rules(&mut g, rules, "keepalived", "/tmp/ka.log")?;
+    if !settle.is_zero() {
+        // Past the first rounds of checks (and their retries): a failing
+        // check would have removed its real server by now.
+        std::thread::sleep(settle);
+        wait_rules(&mut g, rules, "keepalived after its checks", "/tmp/ka.log")?;
+        let log = g.sh_ok("cat /tmp/ka.log")?;
+        assert!(!log.contains("failed") && !log.contains("Removing"), "a check failed:\n{log}");
+    }
     let theirs = g.sh_ok("ipvsadm -Ln")?;
     g.sh_ok("kill $(pidof keepalived)")?;
     // keepalived removes what it added when it stops.
@@ -146,4 +160,22 @@ fn imported_keepalived_conf_programs_the_table_keepalived_programs() -> Result<(
         "the imported config programs another table than keepalived:\nlbd:\n{ours}\nkeepalived:\n{theirs}"
     );
     Ok(())
+}
+
+#[test]
+fn imported_keepalived_conf_programs_the_table_keepalived_programs() -> Result<()> {
+    let out = lbd::import::keepalived::import_text(&lbd::import::MemFs::default(), CONF, "keepalived.conf");
+    assert_eq!(out.report.of(lbd::import::Kind::NotImported).count(), 0, "{}", out.report.text());
+    conformance("import", CONF, "", 7, Duration::ZERO)
+}
+
+/// Seed 002's keepalived.conf as the operator wrote it, with its real servers
+/// answering its TCP checks (their addresses on the guest's loopback, a
+/// listener on each port), so keepalived keeps them all in.
+#[test]
+fn seed002_imports_to_the_table_keepalived_programs() -> Result<()> {
+    let conf = include_str!("../../lbd/src/import/fixtures/seed002_keepalived.conf");
+    let setup = "ip addr add 192.168.100.34/32 dev lo && ip addr add 192.168.100.35/32 dev lo && \
+                 for p in 9814 9826; do (while true; do nc -l -p $p < /dev/null > /dev/null 2>&1; done &) ; done";
+    conformance("seed002", conf, setup, 2, Duration::from_secs(30))
 }

@@ -361,6 +361,24 @@ fn ipvsadm_save_output_and_errors() {
     assert!(out.toml.is_none());
 }
 
+#[test]
+fn ipvsadm_edits_apply_in_order() {
+    let script = "VIP=192.0.2.53\n\
+                  ipvsadm -A -u $VIP:53 -s rr\n\
+                  ipvsadm -a -u $VIP:53 -r 10.0.0.1:5353 -m -w 2\n\
+                  ipvsadm -a -u $VIP:53 -r 10.0.0.2:5353 -m\n\
+                  ipvsadm -E -u $VIP:53 -s wlc -p 120 -M 24\n\
+                  ipvsadm -e -u $VIP:53 -r 10.0.0.2:5353 -m -w 7\n\
+                  ipvsadm -d -u $VIP:53 -r 10.0.0.1:5353\n";
+    let out = ipvsadm::import_text(script, "dns.sh");
+    assert!(!out.report.has_errors(), "{}", out.report.text());
+    let s = &out.config.unwrap().services[0];
+    assert_eq!((s.protocol, s.scheduler, s.forwarding), (Protocol::Udp, Scheduler::Wlc, Forwarding::Nat));
+    assert_eq!(s.persistence.as_ref().map(|p| (p.timeout, p.netmask.map(|m| m.0))), Some((120, Some(24))));
+    let reals: Vec<String> = s.reals.iter().map(|r| format!("{} {}", r.address, r.weight)).collect();
+    assert_eq!(reals, ["10.0.0.2:5353 7"]);
+}
+
 // ---------------------------------------------------------------- fuzz
 
 /// A tiny deterministic PRNG (xorshift64*), so failures reproduce.
