@@ -73,6 +73,21 @@ virtual_server 10.90.0.112 {
     }
 }
 
+virtual_server fwmark 301 {
+    lvs_sched rr
+    lvs_method NAT
+    real_server 10.91.0.21 8080 {
+    }
+}
+
+virtual_server 10.90.0.113 80 {
+    lvs_sched rr
+    lvs_method DR
+    protocol TCP
+    real_server 10.90.0.13 {
+    }
+}
+
 virtual_server fwmark 300 {
     lvs_sched mh
     mh-port
@@ -166,7 +181,7 @@ fn conformance(name: &str, conf: &str, setup: &str, services: usize, settle: Dur
 fn imported_keepalived_conf_programs_the_table_keepalived_programs() -> Result<()> {
     let out = lbd::import::keepalived::import_text(&lbd::import::MemFs::default(), CONF, "keepalived.conf");
     assert_eq!(out.report.of(lbd::import::Kind::NotImported).count(), 0, "{}", out.report.text());
-    conformance("import", CONF, "", 7, Duration::ZERO)
+    conformance("import", CONF, "", 9, Duration::ZERO)
 }
 
 /// Seed 002's keepalived.conf as the operator wrote it, with its real servers
