@@ -733,7 +733,7 @@ fn same_key(s: &config::Service, r: &Rule) -> bool {
     }
 }
 
-fn restore_line(services: &mut Vec<config::Service>, words: &[&str]) -> Result<(), String> {
+pub(crate) fn restore_line(services: &mut Vec<config::Service>, words: &[&str]) -> Result<(), String> {
     let r = parse_rule(words)?;
     let Some(cmd) = r.cmd else { return Err("no command (-A, -E, -D, -a, -e, -d, -C)".into()) };
     if cmd == 'C' {

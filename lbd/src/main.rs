@@ -12,6 +12,7 @@ use lbd::paths;
 const USAGE: &str = "usage:
   lbd [run] [--sim] [--socket PATH] [--config FILE] [--history DIR] [--interval-ms N]
   lbd check FILE
+  lbd import keepalived|ipvsadm FILE|- [-o OUT.toml]   (TOML to stdout or OUT, report to stderr)
   lbd ctl [--socket PATH] COMMAND
 commands for ctl:
   ping | status | services | net | config | history | logs [N] | zero
@@ -26,6 +27,7 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         None | Some("run") => run(args.get(1..).unwrap_or_default()),
         Some("check") => check(&args[1..]),
+        Some("import") => import(&args[1..]),
         Some("ctl") => ctl(&args[1..]),
         Some("--version" | "version") => {
             println!("lbd {}", paths::VERSION);
@@ -65,6 +67,60 @@ fn check(args: &[String]) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `lbd import keepalived|ipvsadm FILE|- [-o OUT]`: the TOML goes to stdout
+/// (or OUT), the report to stderr; exits non-zero when the input has errors.
+fn import(args: &[String]) -> ExitCode {
+    let mut args = args.to_vec();
+    let out = take_opt(&mut args, "-o").or_else(|| take_opt(&mut args, "--output"));
+    let usage = "usage: lbd import keepalived|ipvsadm FILE|- [-o OUT.toml]";
+    let (Some(kind), Some(file), None) = (args.first(), args.get(1), args.get(2)) else {
+        eprintln!("{usage}");
+        return ExitCode::from(2);
+    };
+    let read_stdin = || {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).map(|_| s)
+    };
+    let fs = lbd::import::RealFs;
+    let outcome = match (kind.as_str(), file.as_str()) {
+        ("keepalived", "-") => match read_stdin() {
+            Ok(text) => lbd::import::keepalived::import_text(&fs, &text, "<stdin>"),
+            Err(e) => {
+                eprintln!("lbd import: stdin: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        ("keepalived", f) => lbd::import::keepalived::import_file(&fs, Path::new(f)),
+        ("ipvsadm", f) => {
+            let text =
+                if f == "-" { read_stdin() } else { std::fs::read(f).map(|b| String::from_utf8_lossy(&b).into()) };
+            match text {
+                Ok(t) => lbd::import::ipvsadm::import_text(&t, if f == "-" { "<stdin>" } else { f }),
+                Err(e) => {
+                    eprintln!("lbd import: {f}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        _ => {
+            eprintln!("{usage}");
+            return ExitCode::from(2);
+        }
+    };
+    eprint!("{}", outcome.report.text());
+    let Some(toml) = outcome.toml else { return ExitCode::FAILURE };
+    match out {
+        None => print!("{toml}"),
+        Some(path) => {
+            if let Err(e) = std::fs::write(&path, toml) {
+                eprintln!("lbd import: {path}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn take_opt(args: &mut Vec<String>, name: &str) -> Option<String> {

@@ -1,0 +1,1035 @@
+//! keepalived.conf → [`Config`].
+//!
+//! Every keyword is either mapped, or reported with file:line and what to do
+//! instead. Health checks (`TCP_CHECK`, `HTTP_GET`, ...), and what only
+//! matters with them (`quorum`, `sorry_server`, `inhibit_on_failure`,
+//! `delay_loop`, ...), are reported as "checks: pending health-check
+//! support": this lvsbox version has no check config yet, so a real server
+//! stays in the table whatever its health. Scripts (`notify*`, `MISC_CHECK`,
+//! `vrrp_script`/`track_script`) have no equivalent on a box without a shell.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::str::FromStr;
+
+use super::kparse::{self, Node};
+use super::{Fs, Kind, Loc, Origins, Outcome, Report, finish, tidy_forwarding};
+use crate::config::{
+    Config, Endpoint, Family, Forwarding, IfAddr, Netmask, Persistence, PersistenceEngine, Protocol, Real, SchedFlag,
+    Scheduler, Service, Tunnel, TunnelChecksum, TunnelType,
+};
+use crate::vrrp::config::{Garp, Instance, SyncDaemon, SyncGroup, TrackIf, VrrpVip};
+use crate::vrrp::packet::ChecksumMode;
+
+/// What the report says about health checks while lvsbox has none.
+pub const CHECKS_PENDING: &str = "checks: pending health-check support; until then every real server stays in the \
+     table whatever its health (re-create this once lvsbox has health checks)";
+
+const NO_SCRIPTS: &str = "lvsbox runs no scripts (the box has no shell); follow state changes with `lbd ctl vrrp`, \
+     `lbd ctl services`, the console or the log";
+
+/// Imports a keepalived.conf from the file system (or `fs`).
+pub fn import_file(fs: &dyn Fs, path: &Path) -> Outcome {
+    let mut report = Report::default();
+    let nodes = kparse::parse_file(fs, path, &mut report);
+    convert(&nodes, &path.display().to_string(), report)
+}
+
+/// Imports keepalived.conf text (a pasted file, stdin); `name` names it in
+/// the report and includes are relative to its directory.
+pub fn import_text(fs: &dyn Fs, text: &str, name: &str) -> Outcome {
+    let mut report = Report::default();
+    let nodes = kparse::parse_text(fs, text, name, &mut report);
+    convert(&nodes, name, report)
+}
+
+/// Parsed nodes → outcome (config validated by lbd's parser).
+pub fn convert(nodes: &[Node], file: &str, report: Report) -> Outcome {
+    let top = Loc { file: file.to_string(), line: 1 };
+    let mut c = Conv {
+        report,
+        origins: Origins::default(),
+        cfg: Config::default(),
+        version: 2,
+        garp: Garp::default(),
+        v3_as_v2: false,
+        groups: HashMap::new(),
+        sync_daemon: None,
+    };
+    // Globals first: they are defaults for the instances.
+    for n in nodes.iter().filter(|n| n.key == "global_defs") {
+        c.global_defs(n);
+    }
+    for n in nodes {
+        match n.key.as_str() {
+            "global_defs" => {}
+            "vrrp_instance" => c.instance(n),
+            "vrrp_sync_group" | "virtual_server" => {}
+            "virtual_server_group" => c.vs_group(n),
+            "vrrp_script" => c.not_imported(
+                n,
+                format!(
+                    "{NO_SCRIPTS}. A script tracking a local service has no equivalent; to fail over on a link, use \
+                     track_interface (imported as `track`)"
+                ),
+            ),
+            "SSL" => c.not_imported(n, CHECKS_PENDING),
+            "static_ipaddress" => c.not_imported(n, "add these addresses as [[vips]] (or [[interfaces]] addresses)"),
+            "static_routes" => c.not_imported(n, "add these routes as [[routes]]"),
+            _ => c.unknown(n, "the top level"),
+        }
+    }
+    for n in nodes {
+        match n.key.as_str() {
+            "vrrp_sync_group" => c.sync_group(n),
+            "virtual_server" => c.virtual_server(n),
+            _ => {}
+        }
+    }
+    c.finish_sync_daemon();
+    tidy_forwarding(&mut c.cfg);
+    let header = format!(
+        "# Imported from {file} by `lbd import keepalived`.\n\
+         # Check the import report for what was not imported; `lbd check` validates this file.\n\n"
+    );
+    finish(c.cfg, &header, &c.origins, &top, c.report)
+}
+
+#[derive(Clone, Debug)]
+enum Member {
+    Addr(Endpoint, Loc),
+    Mark(u32, Family, Loc),
+}
+
+struct Conv {
+    report: Report,
+    origins: Origins,
+    cfg: Config,
+    /// `vrrp_version` (keepalived's default is 2).
+    version: u8,
+    /// Global GARP defaults.
+    garp: Garp,
+    v3_as_v2: bool,
+    groups: HashMap<String, Vec<Member>>,
+    sync_daemon: Option<Node>,
+}
+
+fn lower(s: &str) -> String {
+    s.to_ascii_lowercase()
+}
+
+impl Conv {
+    fn not_imported(&mut self, n: &Node, msg: impl Into<String>) {
+        self.report.push(&n.loc, Kind::NotImported, n.key.clone(), msg);
+    }
+    fn note(&mut self, n: &Node, msg: impl Into<String>) {
+        self.report.push(&n.loc, Kind::Note, n.key.clone(), msg);
+    }
+    fn error(&mut self, n: &Node, msg: impl Into<String>) {
+        self.report.error(&n.loc, n.key.clone(), msg);
+    }
+    fn unknown(&mut self, n: &Node, ctx: &str) {
+        let m = format!("has no lvsbox equivalent in {ctx}; remove it (keepalived ignores unknown keywords too)");
+        self.not_imported(n, m);
+    }
+
+    /// Argument `i` parsed as `T`, or an error.
+    fn arg<T: FromStr>(&mut self, n: &Node, i: usize, what: &str) -> Option<T> {
+        match n.args.get(i) {
+            None => {
+                self.error(n, format!("needs {what}"));
+                None
+            }
+            Some(a) => match a.parse::<T>() {
+                Ok(v) => Some(v),
+                Err(_) => {
+                    self.error(n, format!("`{a}` is not {what}"));
+                    None
+                }
+            },
+        }
+    }
+
+    /// Seconds as keepalived writes them (may be fractional), rounded.
+    fn secs(&mut self, n: &Node, i: usize) -> Option<u32> {
+        let v: f64 = self.arg(n, i, "a number of seconds")?;
+        if !(0.0..=4_294_967_295.0).contains(&v) {
+            self.error(n, "is out of range");
+            return None;
+        }
+        Some(v.round() as u32)
+    }
+
+    // ------------------------------------------------------------ globals
+
+    fn global_defs(&mut self, g: &Node) {
+        for n in g.block.iter().flatten() {
+            match n.key.as_str() {
+                "router_id" => {
+                    let Some(id) = n.args.first() else {
+                        self.error(n, "needs a name");
+                        continue;
+                    };
+                    let ok = !id.is_empty()
+                        && id.len() <= 63
+                        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                        && !id.starts_with('-')
+                        && !id.ends_with('-');
+                    if ok {
+                        self.cfg.system.hostname = id.clone();
+                        self.origins.set("system.hostname", &n.loc);
+                        self.note(n, format!("imported as system.hostname = \"{id}\""));
+                    } else {
+                        let m = format!(
+                            "`{id}` is not a valid host name, which is what lvsbox names the box by; set \
+                             system.hostname (letters, digits, '-')"
+                        );
+                        self.not_imported(n, m);
+                    }
+                }
+                "vrrp_version" => {
+                    if let Some(v) = self.arg::<u8>(n, 0, "2 or 3") {
+                        if v == 2 || v == 3 {
+                            self.version = v;
+                        } else {
+                            self.error(n, "must be 2 or 3");
+                        }
+                    }
+                }
+                "vrrp_garp_master_delay" => {
+                    if let Some(v) = self.secs(n, 0) {
+                        self.garp.delay = v;
+                    }
+                }
+                "vrrp_garp_master_repeat" => {
+                    if let Some(v) = self.arg(n, 0, "a count") {
+                        self.garp.repeat = v;
+                    }
+                }
+                "vrrp_garp_master_refresh" => {
+                    if let Some(v) = self.secs(n, 0) {
+                        self.garp.refresh = v;
+                    }
+                }
+                "vrrp_garp_master_refresh_repeat" => {
+                    if let Some(v) = self.arg(n, 0, "a count") {
+                        self.garp.refresh_repeat = v;
+                    }
+                }
+                "vrrp_garp_lower_prio_repeat" => {
+                    if let Some(v) = self.arg(n, 0, "a count") {
+                        self.garp.lower_prio_repeat = v;
+                    }
+                }
+                "vrrp_garp_interval" | "vrrp_gna_interval" => {
+                    if let Some(v) = self.arg::<f64>(n, 0, "seconds") {
+                        self.garp.interval_ms = (v * 1000.0).round().clamp(0.0, 1_000_000.0) as u32;
+                    }
+                }
+                "vrrp_min_garp" => {
+                    self.garp.repeat = 1;
+                    self.garp.delay = 0;
+                }
+                "v3_checksum_as_v2" => self.v3_as_v2 = true,
+                "lvs_sync_daemon" => self.sync_daemon = Some(n.clone()),
+                "lvs_timeouts" => self.lvs_timeouts(n),
+                "lvs_flush" => self.note(
+                    n,
+                    "lvsbox always makes the IPVS table equal to the config: services not in it are removed, \
+                     real servers drained",
+                ),
+                "vrrp_mcast_group4" if n.args.first().map(String::as_str) == Some("224.0.0.18") => {
+                    self.note(n, "the default group; lvsbox uses it")
+                }
+                "vrrp_mcast_group6" if n.args.first().map(String::as_str) == Some("ff02::12") => {
+                    self.note(n, "the default group; lvsbox uses it")
+                }
+                "notification_email"
+                | "notification_email_from"
+                | "smtp_server"
+                | "smtp_connect_timeout"
+                | "smtp_helo_name"
+                | "smtp_alert"
+                | "smtp_alert_vrrp"
+                | "smtp_alert_checker"
+                | "no_email_faults" => {
+                    self.not_imported(n, "lvsbox sends no e-mail; state changes are in the log and on the console")
+                }
+                "enable_script_security" | "script_user" => {
+                    self.note(n, "lvsbox runs no scripts, so there is nothing to secure")
+                }
+                _ => self.unknown(n, "global_defs"),
+            }
+        }
+    }
+
+    fn lvs_timeouts(&mut self, n: &Node) {
+        let mut i = 0;
+        while i < n.args.len() {
+            let key = lower(&n.args[i]);
+            let Some(v) = self.secs(n, i + 1) else { return };
+            match key.as_str() {
+                "tcp" => self.cfg.ipvs.timeouts.tcp = Some(v),
+                "tcpfin" | "tcp_fin" => self.cfg.ipvs.timeouts.tcpfin = Some(v),
+                "udp" => self.cfg.ipvs.timeouts.udp = Some(v),
+                other => {
+                    self.error(n, format!("unknown timeout `{other}` (tcp, tcpfin, udp)"));
+                    return;
+                }
+            }
+            i += 2;
+        }
+        self.origins.set("ipvs.timeouts", &n.loc);
+    }
+
+    fn finish_sync_daemon(&mut self) {
+        let Some(n) = self.sync_daemon.take() else { return };
+        let Some(interface) = n.args.first().cloned() else {
+            self.error(&n, "needs an interface");
+            return;
+        };
+        let mut d =
+            SyncDaemon { interface, instance: None, syncid: 0, group: None, port: None, maxlen: None, ttl: None };
+        let mut syncid = None;
+        let mut i = 1;
+        while i < n.args.len() {
+            let k = n.args[i].clone();
+            let has_value = matches!(k.as_str(), "inst" | "id" | "maxlen" | "port" | "ttl" | "group");
+            match k.as_str() {
+                "inst" => d.instance = n.args.get(i + 1).cloned(),
+                "id" => syncid = self.arg(&n, i + 1, "a sync id 0..=255"),
+                "maxlen" => d.maxlen = self.arg(&n, i + 1, "a length"),
+                "port" => d.port = self.arg(&n, i + 1, "a port"),
+                "ttl" => d.ttl = self.arg(&n, i + 1, "a TTL"),
+                "group" => d.group = self.arg(&n, i + 1, "a multicast address"),
+                // Backward compatible form: the instance name without `inst`.
+                name if d.instance.is_none() => d.instance = Some(name.to_string()),
+                other => {
+                    self.error(&n, format!("unknown option `{other}`"));
+                    return;
+                }
+            }
+            i += if has_value { 2 } else { 1 };
+        }
+        // keepalived's default sync id is the VRID of the instance (0 without one).
+        let vrid = d
+            .instance
+            .as_ref()
+            .and_then(|name| self.cfg.vrrp.instances.iter().find(|x| &x.name == name))
+            .map(|x| x.vrid);
+        d.syncid = syncid.or(vrid).unwrap_or(0);
+        self.origins.set("vrrp.sync_daemon", &n.loc);
+        self.cfg.vrrp.sync_daemon = Some(d);
+    }
+
+    // ------------------------------------------------------------ VRRP
+
+    fn instance(&mut self, b: &Node) {
+        let Some(name) = b.args.first().cloned() else {
+            self.error(b, "needs a name");
+            return;
+        };
+        let mut inst = Instance {
+            name,
+            interface: String::new(),
+            vrid: 0,
+            priority: 100,
+            version: self.version,
+            advert_interval: 1.0,
+            preempt: true,
+            preempt_delay: 0.0,
+            auth_pass: None,
+            v3_checksum: if self.v3_as_v2 { ChecksumMode::MessageOnly } else { ChecksumMode::PseudoHeader },
+            source: None,
+            unicast_peers: Vec::new(),
+            vips: Vec::new(),
+            track: Vec::new(),
+            garp: self.garp.clone(),
+            vmac: false,
+        };
+        let mut auth: Option<&Node> = None;
+        let mut vrid_seen = false;
+        for n in b.block.iter().flatten() {
+            match n.key.as_str() {
+                "state" => self.note(
+                    n,
+                    "lvsbox starts an instance as backup (master at once only at priority 255, the address owner) \
+                     and elects the master by priority, as keepalived does once adverts are exchanged; the initial \
+                     state has no equivalent",
+                ),
+                "interface" => {
+                    if let Some(i) = n.args.first() {
+                        inst.interface = i.clone();
+                    }
+                }
+                "virtual_router_id" => {
+                    vrid_seen = true;
+                    if let Some(v) = self.arg(n, 0, "a VRID 1..=255") {
+                        inst.vrid = v;
+                    }
+                }
+                "priority" => {
+                    if let Some(v) = self.arg(n, 0, "a priority 1..=255") {
+                        inst.priority = v;
+                    }
+                }
+                "advert_int" => {
+                    if let Some(v) = self.arg(n, 0, "seconds") {
+                        inst.advert_interval = v;
+                    }
+                }
+                "version" => {
+                    if let Some(v) = self.arg(n, 0, "2 or 3") {
+                        inst.version = v;
+                    }
+                }
+                "nopreempt" => inst.preempt = false,
+                "preempt" => inst.preempt = true,
+                "preempt_delay" => {
+                    if let Some(v) = self.arg(n, 0, "seconds") {
+                        inst.preempt_delay = v;
+                    }
+                }
+                "authentication" => auth = Some(n),
+                "mcast_src_ip" | "unicast_src_ip" => {
+                    if let Some(v) = self.arg(n, 0, "an address") {
+                        inst.source = Some(v);
+                    }
+                }
+                "unicast_peer" => {
+                    for p in n.block.iter().flatten() {
+                        match p.key.parse::<IpAddr>() {
+                            Ok(a) => inst.unicast_peers.push(a),
+                            Err(_) => self.error(p, "is not an IP address"),
+                        }
+                        if !p.args.is_empty() {
+                            self.not_imported(p, "min_ttl/max_ttl have no lvsbox equivalent; the peer is imported");
+                        }
+                    }
+                }
+                "virtual_ipaddress" => {
+                    for v in n.block.iter().flatten() {
+                        if let Some(vip) = self.vip(v) {
+                            inst.vips.push(vip);
+                        }
+                    }
+                }
+                "virtual_ipaddress_excluded" => self.not_imported(
+                    n,
+                    "lvsbox advertises every VRRP address; add these to `vips` (on both directors) or as static \
+                     [[vips]]",
+                ),
+                "track_interface" => {
+                    for t in n.block.iter().flatten() {
+                        let mut weight = 0i16;
+                        match t.args.as_slice() {
+                            [] => {}
+                            [w, v] if w == "weight" => match v.parse() {
+                                Ok(x) => weight = x,
+                                Err(_) => self.error(t, format!("`{v}` is not a weight")),
+                            },
+                            _ => self.not_imported(t, "only `weight N` is imported (no `reverse`); check the weight"),
+                        }
+                        inst.track.push(TrackIf { interface: t.key.clone(), weight });
+                    }
+                }
+                "track_script" | "track_process" | "track_file" | "track_bfd" => self.not_imported(
+                    n,
+                    format!("{NO_SCRIPTS}; only interfaces can be tracked (track_interface → `track`)"),
+                ),
+                "notify"
+                | "notify_master"
+                | "notify_backup"
+                | "notify_fault"
+                | "notify_stop"
+                | "notify_deleted"
+                | "notify_master_rx_lower_pri"
+                | "smtp_alert" => self.not_imported(n, NO_SCRIPTS),
+                "garp_master_delay" => {
+                    if let Some(v) = self.secs(n, 0) {
+                        inst.garp.delay = v;
+                    }
+                }
+                "garp_master_repeat" => {
+                    if let Some(v) = self.arg(n, 0, "a count") {
+                        inst.garp.repeat = v;
+                    }
+                }
+                "garp_master_refresh" => {
+                    if let Some(v) = self.secs(n, 0) {
+                        inst.garp.refresh = v;
+                    }
+                }
+                "garp_master_refresh_repeat" => {
+                    if let Some(v) = self.arg(n, 0, "a count") {
+                        inst.garp.refresh_repeat = v;
+                    }
+                }
+                "garp_lower_prio_repeat" => {
+                    if let Some(v) = self.arg(n, 0, "a count") {
+                        inst.garp.lower_prio_repeat = v;
+                    }
+                }
+                "v3_checksum_as_v2" => inst.v3_checksum = ChecksumMode::MessageOnly,
+                "use_vmac" => self.not_imported(
+                    n,
+                    "this lvsbox version has no virtual MAC; the instance uses the interface's MAC (peers and \
+                     switches learn it from the gratuitous ARPs)",
+                ),
+                "lvs_sync_daemon_interface" => {
+                    self.note(n, "deprecated alias of global lvs_sync_daemon; imported as [vrrp.sync_daemon]");
+                    if self.sync_daemon.is_none()
+                        && let Some(i) = n.args.first()
+                    {
+                        let name = b.args[0].clone();
+                        self.sync_daemon = Some(Node {
+                            key: "lvs_sync_daemon".into(),
+                            args: vec![i.clone(), "inst".into(), name],
+                            block: None,
+                            loc: n.loc.clone(),
+                        });
+                    }
+                }
+                "down_timer_adverts" if n.args.first().map(String::as_str) == Some("3") => {
+                    self.note(n, "the default; lvsbox uses 3")
+                }
+                _ => self.unknown(n, "vrrp_instance"),
+            }
+        }
+        if let Some(a) = auth {
+            self.auth(a, &mut inst);
+        }
+        if !vrid_seen {
+            self.error(b, "needs virtual_router_id");
+        }
+        if inst.interface.is_empty() {
+            self.error(b, "needs `interface` (lvsbox sends adverts on a named interface, also with unicast peers)");
+        }
+        let i = self.cfg.vrrp.instances.len();
+        self.origins.set(format!("vrrp.instances[{i}]"), &b.loc);
+        self.cfg.vrrp.instances.push(inst);
+    }
+
+    fn auth(&mut self, a: &Node, inst: &mut Instance) {
+        let mut kind = None;
+        let mut pass = None;
+        for n in a.block.iter().flatten() {
+            match n.key.as_str() {
+                "auth_type" => kind = n.args.first().map(|s| s.to_ascii_uppercase()),
+                "auth_pass" => pass = n.args.first().cloned(),
+                _ => self.unknown(n, "authentication"),
+            }
+        }
+        match kind.as_deref() {
+            Some("PASS") | None if inst.version == 3 => {
+                self.note(a, "VRRPv3 has no authentication (keepalived ignores it for version 3 too); not imported")
+            }
+            Some("PASS") | None => match pass {
+                Some(p) if p.chars().count() > 8 => {
+                    let p8: String = p.chars().take(8).collect();
+                    self.note(a, format!("keepalived uses only the first 8 characters of auth_pass; imported `{p8}`"));
+                    inst.auth_pass = Some(p8);
+                }
+                Some(p) => inst.auth_pass = Some(p),
+                None => self.error(a, "auth_type PASS needs auth_pass"),
+            },
+            Some("AH") => self.not_imported(
+                a,
+                "AH authentication is not supported (RFC 3768 removed VRRP authentication); use no authentication \
+                 or PASS on both directors",
+            ),
+            Some(other) => self.error(a, format!("unknown auth_type `{other}` (PASS or AH)")),
+        }
+    }
+
+    fn vip(&mut self, v: &Node) -> Option<VrrpVip> {
+        let address: IfAddr = match v.key.parse() {
+            Ok(a) => a,
+            Err(e) => {
+                self.error(v, e);
+                return None;
+            }
+        };
+        let mut vip = VrrpVip { address, interface: None, label: None };
+        let mut i = 0;
+        while i < v.args.len() {
+            let val = v.args.get(i + 1).cloned();
+            match (v.args[i].as_str(), val) {
+                ("dev", Some(d)) => vip.interface = Some(d),
+                ("label", Some(l)) => vip.label = Some(l),
+                ("brd" | "broadcast", Some(_)) => {
+                    self.note(v, "brd: the kernel derives the broadcast address from the prefix")
+                }
+                (opt, _) => {
+                    self.not_imported(
+                        v,
+                        format!("VIP option `{opt}` has no lvsbox equivalent; the address is imported"),
+                    );
+                    return Some(vip);
+                }
+            }
+            i += 2;
+        }
+        Some(vip)
+    }
+
+    fn sync_group(&mut self, g: &Node) {
+        let Some(name) = g.args.first().cloned() else {
+            self.error(g, "needs a name");
+            return;
+        };
+        let mut members = Vec::new();
+        for n in g.block.iter().flatten() {
+            match n.key.as_str() {
+                "group" => {
+                    for m in n.block.iter().flatten() {
+                        members.push(m.key.clone());
+                        members.extend(m.args.iter().cloned());
+                    }
+                }
+                "notify" | "notify_master" | "notify_backup" | "notify_fault" | "notify_stop" | "smtp_alert" => {
+                    self.not_imported(n, NO_SCRIPTS)
+                }
+                "track_script" | "track_process" | "track_file" | "track_bfd" => self
+                    .not_imported(n, format!("{NO_SCRIPTS}; only interfaces can be tracked (on the member instances)")),
+                "track_interface" => self.not_imported(
+                    n,
+                    "lvsbox tracks interfaces per instance: add them as `track` on the member instances",
+                ),
+                _ => self.unknown(n, "vrrp_sync_group"),
+            }
+        }
+        if members.len() < 2 {
+            self.note(g, "a sync group of fewer than two instances changes nothing; not imported");
+            return;
+        }
+        let i = self.cfg.vrrp.sync_groups.len();
+        self.origins.set(format!("vrrp.sync_groups[{i}]"), &g.loc);
+        self.cfg.vrrp.sync_groups.push(SyncGroup { name, instances: members });
+    }
+
+    // ------------------------------------------------------------ LVS
+
+    fn vs_group(&mut self, g: &Node) {
+        let Some(name) = g.args.first().cloned() else {
+            self.error(g, "needs a name");
+            return;
+        };
+        let mut members = Vec::new();
+        for n in g.block.iter().flatten() {
+            if n.key == "fwmark" {
+                let Some(mark) = self.arg::<u32>(n, 0, "a firewall mark") else { continue };
+                let fam = match n.args.get(1).map(String::as_str) {
+                    None | Some("inet") => Family::Ipv4,
+                    Some("inet6") => Family::Ipv6,
+                    Some(o) => {
+                        self.error(n, format!("unknown family `{o}` (inet or inet6)"));
+                        continue;
+                    }
+                };
+                members.push(Member::Mark(mark, fam, n.loc.clone()));
+                continue;
+            }
+            let port = match n.args.first() {
+                None => None,
+                Some(p) => match p.parse::<u16>() {
+                    Ok(p) => Some(p),
+                    Err(_) => {
+                        self.error(n, format!("`{p}` is not a port"));
+                        continue;
+                    }
+                },
+            };
+            match expand_range(&n.key) {
+                Ok(addrs) => {
+                    members.extend(addrs.into_iter().map(|a| Member::Addr(Endpoint { addr: a, port }, n.loc.clone())))
+                }
+                Err(e) => self.error(n, e),
+            }
+        }
+        if self.groups.insert(name.clone(), members).is_some() {
+            self.error(g, format!("virtual_server_group `{name}` is defined twice"));
+        }
+    }
+
+    fn lvs_method(&mut self, n: &Node) -> Option<(Forwarding, Option<Tunnel>)> {
+        let m = n.args.first().map(|s| s.to_ascii_uppercase());
+        let fwd = match m.as_deref() {
+            Some("NAT") => Forwarding::Nat,
+            Some("DR") => Forwarding::Dr,
+            Some("TUN") => Forwarding::Tun,
+            Some(o) => {
+                self.error(n, format!("unknown method `{o}` (NAT, DR or TUN)"));
+                return None;
+            }
+            None => {
+                self.error(n, "needs NAT, DR or TUN");
+                return None;
+            }
+        };
+        let mut tun: Option<Tunnel> = None;
+        let mut i = 1;
+        while i < n.args.len() {
+            let a = lower(&n.args[i]);
+            let t = tun.get_or_insert(Tunnel { kind: TunnelType::Ipip, port: None, checksum: None });
+            match a.as_str() {
+                "type" => {
+                    let v = n.args.get(i + 1).map(|s| lower(s));
+                    match v.as_deref().map(str::parse::<TunnelType>) {
+                        Some(Ok(k)) => t.kind = k,
+                        _ => {
+                            self.error(n, "`type` needs ipip, gue or gre");
+                            return None;
+                        }
+                    }
+                    i += 1;
+                }
+                "port" => {
+                    t.port = self.arg(n, i + 1, "a port");
+                    i += 1;
+                }
+                "nocsum" => t.checksum = Some(TunnelChecksum::None),
+                "csum" => t.checksum = Some(TunnelChecksum::Csum),
+                "remcsum" => t.checksum = Some(TunnelChecksum::Remcsum),
+                other => {
+                    self.error(n, format!("unknown option `{other}`"));
+                    return None;
+                }
+            }
+            i += 1;
+        }
+        if fwd != Forwarding::Tun && tun.is_some() {
+            self.error(n, "tunnel options need TUN");
+            return None;
+        }
+        // ipip carries no checksum option: keep the plain ipip default.
+        if tun.as_ref().is_some_and(|t| t.kind == TunnelType::Ipip && t.port.is_none() && t.checksum.is_none()) {
+            tun = None;
+        }
+        Some((fwd, tun))
+    }
+
+    fn virtual_server(&mut self, vs: &Node) {
+        // The service template, then one service per member.
+        let mut t = Service { forwarding: Forwarding::Nat, ..Service::default() };
+        let mut tunnel: Option<Tunnel> = None;
+        let mut family: Option<Family> = None;
+        let members: Vec<Member> = match vs.args.first().map(String::as_str) {
+            None => {
+                self.error(vs, "needs an address and port, `fwmark N` or `group NAME`");
+                return;
+            }
+            Some("fwmark") => match self.arg::<u32>(vs, 1, "a firewall mark") {
+                Some(m) => vec![Member::Mark(m, Family::Ipv4, vs.loc.clone())],
+                None => return,
+            },
+            Some("group") => {
+                let Some(name) = vs.args.get(1) else {
+                    self.error(vs, "needs a group name");
+                    return;
+                };
+                match self.groups.get(name) {
+                    Some(m) if m.is_empty() => {
+                        self.note(vs, format!("virtual_server_group `{name}` is empty: no service"));
+                        return;
+                    }
+                    Some(m) => m.clone(),
+                    None => {
+                        self.error(vs, format!("no virtual_server_group `{name}`"));
+                        return;
+                    }
+                }
+            }
+            Some(a) => {
+                let addr: IpAddr = match a.parse() {
+                    Ok(x) => x,
+                    Err(_) => {
+                        self.error(vs, format!("`{a}` is not an IP address"));
+                        return;
+                    }
+                };
+                let port = match vs.args.get(1) {
+                    None => 0,
+                    Some(p) => match p.parse::<u16>() {
+                        Ok(p) => p,
+                        Err(_) => {
+                            self.error(vs, format!("`{p}` is not a port"));
+                            return;
+                        }
+                    },
+                };
+                vec![Member::Addr(Endpoint { addr, port: Some(port) }, vs.loc.clone())]
+            }
+        };
+        let (mut fallback, mut port_flag) = (false, false);
+        let mut protocol_given = false;
+        let mut reals: Vec<(Real, Loc)> = Vec::new();
+        let mut granularity: Option<&Node> = None;
+        for n in vs.block.iter().flatten() {
+            match n.key.as_str() {
+                "lvs_sched" | "lb_algo" => {
+                    let s = n.args.first().map(|s| lower(s)).unwrap_or_default();
+                    match s.parse::<Scheduler>() {
+                        Ok(x) => t.scheduler = x,
+                        Err(e) => self.error(n, e),
+                    }
+                }
+                "lvs_method" | "lb_kind" => {
+                    if let Some((f, tun)) = self.lvs_method(n) {
+                        t.forwarding = f;
+                        tunnel = tun;
+                    }
+                }
+                "protocol" => match n.args.first().map(|s| lower(s)).as_deref().map(str::parse::<Protocol>) {
+                    Some(Ok(p)) => {
+                        t.protocol = p;
+                        protocol_given = true;
+                    }
+                    _ => self.error(n, "needs TCP, UDP or SCTP"),
+                },
+                "persistence_timeout" => {
+                    let timeout = if n.args.is_empty() { Some(360) } else { self.secs(n, 0) };
+                    if let Some(timeout) = timeout {
+                        t.persistence.get_or_insert_with(Persistence::default).timeout = timeout;
+                    }
+                }
+                "persistence_granularity" => granularity = Some(n),
+                "persistence_engine" => match n.args.first().map(|s| lower(s)).as_deref() {
+                    Some("sip") => {
+                        t.persistence.get_or_insert_with(Persistence::default).engine = Some(PersistenceEngine::Sip)
+                    }
+                    _ => self.error(n, "the only persistence engine is sip"),
+                },
+                "ops" => t.one_packet = true,
+                "sh-fallback" | "mh-fallback" | "flag-1" => fallback = true,
+                "sh-port" | "mh-port" | "flag-2" => port_flag = true,
+                "hashed" => self.note(n, "IPVS sets this flag itself; nothing to import"),
+                "ip_family" => match n.args.first().map(String::as_str) {
+                    Some("inet") => family = Some(Family::Ipv4),
+                    Some("inet6") => family = Some(Family::Ipv6),
+                    _ => self.error(n, "needs inet or inet6"),
+                },
+                "real_server" => {
+                    if let Some(r) = self.real_server(n) {
+                        reals.push(r);
+                    }
+                }
+                "delay_loop"
+                | "connect_timeout"
+                | "retry"
+                | "nb_get_retry"
+                | "delay_before_retry"
+                | "warmup"
+                | "alpha"
+                | "omega"
+                | "virtualhost"
+                | "ha_suspend"
+                | "quorum"
+                | "hysteresis"
+                | "sorry_server"
+                | "sorry_server_inhibit"
+                | "sorry_server_lvs_method"
+                | "inhibit_on_failure" => self.not_imported(n, CHECKS_PENDING),
+                "quorum_up" | "quorum_down" | "smtp_alert" => self.not_imported(n, NO_SCRIPTS),
+                _ => self.unknown(n, "virtual_server"),
+            }
+        }
+        if let Some(g) = granularity {
+            match t.persistence.as_mut() {
+                None => self.note(g, "has no effect without persistence_timeout (as in keepalived); not imported"),
+                Some(p) => {
+                    let raw = g.args.first().cloned().unwrap_or_default();
+                    let v = raw.parse::<u64>().map(serde_json::Value::from).unwrap_or_else(|_| raw.clone().into());
+                    match serde_json::from_value::<Netmask>(v) {
+                        Ok(m) => p.netmask = Some(m),
+                        Err(e) => self.error(g, e.to_string()),
+                    }
+                }
+            }
+        }
+        let sched_flag = |on: bool, sh: SchedFlag, mh: SchedFlag| match (on, t.scheduler) {
+            (true, Scheduler::Sh) => Some(sh),
+            (true, Scheduler::Mh) => Some(mh),
+            _ => None,
+        };
+        t.scheduler_flags = [
+            sched_flag(fallback, SchedFlag::ShFallback, SchedFlag::MhFallback),
+            sched_flag(port_flag, SchedFlag::ShPort, SchedFlag::MhPort),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if (fallback || port_flag) && t.scheduler_flags.is_empty() {
+            self.note(vs, format!("scheduler flags have no effect with {}; not imported", t.scheduler));
+        }
+        let has_address = members.iter().any(|m| matches!(m, Member::Addr(..)));
+        if !protocol_given && has_address {
+            // Checked in a guest: Debian 12's keepalived 2.2.7 programs UDP
+            // for an address service without `protocol`.
+            t.protocol = Protocol::Udp;
+            self.note(
+                vs,
+                "no `protocol`: keepalived (2.2.7, Debian 12, checked in a guest) programs such a service as UDP, so \
+                 it is imported as udp; if you meant TCP, set protocol = \"tcp\" (and add `protocol TCP` to the \
+                 keepalived.conf)",
+            );
+        }
+        let fwmark_only = members.iter().all(|m| matches!(m, Member::Mark(..)));
+        let mut port_dropped = false;
+        for (r, _) in &mut reals {
+            if r.forwarding == Some(t.forwarding) {
+                r.forwarding = None;
+            }
+            // keepalived programs port 0 for the DR/TUN real servers of a
+            // fwmark service (their port only serves the checks).
+            if fwmark_only
+                && r.forwarding.unwrap_or(t.forwarding) != Forwarding::Nat
+                && r.address.port.is_some_and(|p| p != 0)
+            {
+                r.address.port = None;
+                port_dropped = true;
+            }
+            if r.forwarding.unwrap_or(t.forwarding) == Forwarding::Tun && r.tunnel.is_none() {
+                r.tunnel = tunnel.clone();
+            }
+        }
+        if port_dropped {
+            self.note(
+                vs,
+                "keepalived programs port 0 for the DR/TUN real servers of a fwmark service (their port only \
+                 serves the checks); imported without a port, which gives the same table",
+            );
+        }
+        for m in members {
+            let mut s = t.clone();
+            let loc = match m {
+                Member::Addr(e, loc) => {
+                    s.address = Some(Endpoint { addr: e.addr, port: Some(e.port.unwrap_or(0)) });
+                    loc
+                }
+                Member::Mark(mark, fam, loc) => {
+                    s.fwmark = Some(mark);
+                    s.family = Some(family.unwrap_or(fam));
+                    loc
+                }
+            };
+            let i = self.cfg.services.len();
+            self.origins.set(format!("services[{i}]"), &vs.loc);
+            if loc != vs.loc {
+                self.origins.set(format!("services[{i}].address"), &loc);
+                self.origins.set(format!("services[{i}].fwmark"), &loc);
+            }
+            for (j, (_, rl)) in reals.iter().enumerate() {
+                self.origins.set(format!("services[{i}].reals[{j}]"), rl);
+            }
+            s.reals = reals.iter().map(|(r, _)| r.clone()).collect();
+            self.cfg.services.push(s);
+        }
+    }
+
+    fn real_server(&mut self, n: &Node) -> Option<(Real, Loc)> {
+        let addr: IpAddr = match n.args.first().map(|a| a.parse()) {
+            Some(Ok(a)) => a,
+            Some(Err(_)) => {
+                self.error(n, format!("`{}` is not an IP address", n.args[0]));
+                return None;
+            }
+            None => {
+                self.error(n, "needs an address");
+                return None;
+            }
+        };
+        let port = match n.args.get(1) {
+            None => None,
+            Some(p) => match p.parse::<u16>() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    self.error(n, format!("`{p}` is not a port"));
+                    return None;
+                }
+            },
+        };
+        let mut r = Real::new(Endpoint { addr, port });
+        for k in n.block.iter().flatten() {
+            match k.key.as_str() {
+                "weight" => {
+                    if let Some(w) = self.arg(k, 0, "a weight 0..=65535") {
+                        r.weight = w;
+                    }
+                }
+                "lvs_method" | "lb_kind" => {
+                    if let Some((f, t)) = self.lvs_method(k) {
+                        r.forwarding = Some(f);
+                        r.tunnel = t;
+                    }
+                }
+                "uthreshold" => {
+                    if let Some(v) = self.arg(k, 0, "a connection count") {
+                        r.upper_threshold = v;
+                    }
+                }
+                "lthreshold" => {
+                    if let Some(v) = self.arg(k, 0, "a connection count") {
+                        r.lower_threshold = v;
+                    }
+                }
+                "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "UDP_CHECK" | "DNS_CHECK" | "PING_CHECK" | "SMTP_CHECK"
+                | "BFD_CHECK" | "FILE_CHECK" | "inhibit_on_failure" | "delay_loop" | "connect_timeout" | "retry"
+                | "nb_get_retry" | "delay_before_retry" | "warmup" | "alpha" | "virtualhost" => {
+                    self.not_imported(k, CHECKS_PENDING)
+                }
+                "MISC_CHECK" => self.not_imported(
+                    k,
+                    format!(
+                        "{NO_SCRIPTS}; a script check has no equivalent: probe the service itself (TCP/HTTP) once \
+                         lvsbox has health checks"
+                    ),
+                ),
+                "notify_up" | "notify_down" | "smtp_alert" => self.not_imported(k, NO_SCRIPTS),
+                _ => self.unknown(k, "real_server"),
+            }
+        }
+        Some((r, n.loc.clone()))
+    }
+}
+
+/// Most addresses one range of a virtual_server_group may expand to.
+const MAX_RANGE: u32 = 256;
+
+/// `10.0.0.1`, `10.0.0.1-10` (last octet), `2001:db8::1-ff` (last group).
+fn expand_range(s: &str) -> Result<Vec<IpAddr>, String> {
+    if let Ok(a) = s.parse::<IpAddr>() {
+        return Ok(vec![a]);
+    }
+    let bad = || format!("`{s}` is not an address or range (e.g. 192.0.2.1-10)");
+    let (a, end) = s.rsplit_once('-').ok_or_else(bad)?;
+    let first: IpAddr = a.parse().map_err(|_| bad())?;
+    match first {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            let e: u8 = end.parse().map_err(|_| bad())?;
+            if e < o[3] {
+                return Err(format!("range `{s}` ends before it starts"));
+            }
+            Ok((o[3]..=e).map(|x| IpAddr::from([o[0], o[1], o[2], x])).collect())
+        }
+        IpAddr::V6(v6) => {
+            let seg = v6.segments();
+            let e = u16::from_str_radix(end, 16).map_err(|_| bad())?;
+            if e < seg[7] {
+                return Err(format!("range `{s}` ends before it starts"));
+            }
+            if u32::from(e - seg[7]) >= MAX_RANGE {
+                return Err(format!("range `{s}` has more than {MAX_RANGE} addresses"));
+            }
+            Ok((seg[7]..=e)
+                .map(|x| {
+                    let mut s2 = seg;
+                    s2[7] = x;
+                    IpAddr::from(s2)
+                })
+                .collect())
+        }
+    }
+}
