@@ -129,7 +129,9 @@ impl Daemon {
         let file = opts.config.display().to_string();
         let (cfg, spans, cfg_state) = match store.read() {
             Ok(None) => {
-                info!("no config at {file}: defaults (no services); the kernel table is left as it is until a config is applied");
+                info!(
+                    "no config at {file}: defaults (no services); the kernel table is left as it is until a config is applied"
+                );
                 (Config::default(), config::Spans::default(), CfgState::Missing)
             }
             Ok(Some(text)) => match config::parse_with_spans(&text, &file) {
