@@ -98,17 +98,21 @@ pub struct RealView {
 }
 
 impl Overlay {
-    /// The overlay of `cfg`. `serving(service, addr, port)` says whether a
-    /// real is in service now (the kernel's table at start, the previous
-    /// desired state at an apply): its check starts `Up` then, so a restart
-    /// or an apply takes nothing out of service before a check says so.
-    /// `keep` carries verdicts over from a previous overlay.
+    /// The overlay of `cfg`. `present(service, addr, port)` is a real's
+    /// weight in the table now (the kernel's at start, the previous desired
+    /// state at an apply); a real in service there (weight above 0, or the
+    /// configured 0) starts `Up`, so a restart or an apply takes nothing out
+    /// of service before a check says so. `keep` carries verdicts over from
+    /// a previous overlay.
     pub fn new(
         cfg: &Config,
         overrides: BTreeMap<RealId, Override>,
-        serving: &dyn Fn(&ServiceKey, IpAddr, u16) -> bool,
+        present: &dyn Fn(&ServiceKey, IpAddr, u16) -> Option<u32>,
         keep: Option<&Overlay>,
     ) -> Overlay {
+        let serving = |k: &ServiceKey, a: IpAddr, p: u16, configured: u32| {
+            present(k, a, p).is_some_and(|w| w > 0 || configured == 0)
+        };
         let resolved = resolve(cfg);
         let mut subs: HashMap<Check, Vec<(usize, usize)>> = HashMap::new();
         let mut ids = Vec::with_capacity(cfg.services.len());
@@ -126,7 +130,7 @@ impl Overlay {
             let h = keep.and_then(|k| k.health.get(c).copied()).unwrap_or_else(|| {
                 let on = who.iter().any(|&(i, j)| {
                     let d = &desired[i].dests[j];
-                    serving(&desired[i].svc.key, d.addr, d.port)
+                    serving(&desired[i].svc.key, d.addr, d.port, d.weight)
                 });
                 if on || !c.timing.alpha { Health::Up } else { Health::Unknown }
             });
@@ -140,7 +144,7 @@ impl Overlay {
             });
             let sorry_on = s.sorry_server.as_ref().is_some_and(|so| {
                 let d = sorry_dest(s, so);
-                serving(&desired[i].svc.key, d.addr, d.port)
+                present(&desired[i].svc.key, d.addr, d.port).is_some()
             });
             o.quorum[i] = if sorry_on { Some(false) } else { prev };
             o.eval_quorum(cfg, i);

@@ -32,8 +32,8 @@ fn cfg() -> Config {
     parse(CFG, "t").unwrap()
 }
 
-fn none(_: &ServiceKey, _: IpAddr, _: u16) -> bool {
-    false
+fn none(_: &ServiceKey, _: IpAddr, _: u16) -> Option<u32> {
+    None
 }
 
 fn weights(o: &Overlay, c: &Config, i: usize) -> Vec<(String, u32)> {
@@ -94,14 +94,15 @@ fn a_restart_adopts_what_the_kernel_serves() {
     let c = cfg();
     // The kernel serves 10.0.0.11 and 10.0.0.12 in "web".
     let serving = |k: &ServiceKey, a: IpAddr, _p: u16| {
-        k.to_string() == "TCP 10.0.0.100:80" && ["10.0.0.11", "10.0.0.12"].contains(&a.to_string().as_str())
+        (k.to_string() == "TCP 10.0.0.100:80" && ["10.0.0.11", "10.0.0.12"].contains(&a.to_string().as_str()))
+            .then_some(1)
     };
     let o = Overlay::new(&c, BTreeMap::new(), &serving, None);
     assert_eq!(o.health_of(0, 0), Some(Health::Up));
     assert_eq!(o.quorum(0), Some(true));
     assert_eq!(o.service(&c, 0), reconcile::desired_service(&c.services[0]).with_gone_of(&c.services[0]));
     // The kernel had the sorry server: the quorum was lost and stays so.
-    let sorry = |_: &ServiceKey, a: IpAddr, _: u16| a.to_string() == "10.0.0.99";
+    let sorry = |_: &ServiceKey, a: IpAddr, _: u16| (a.to_string() == "10.0.0.99").then_some(1);
     let o = Overlay::new(&c, BTreeMap::new(), &sorry, None);
     assert_eq!(o.quorum(0), Some(false));
     assert_eq!(weights(&o, &c, 0), vec![("10.0.0.12".into(), 0), ("10.0.0.99".into(), 1)]);
@@ -110,7 +111,7 @@ fn a_restart_adopts_what_the_kernel_serves() {
 #[test]
 fn overrides_disable_and_drain_and_carry_over_an_apply() {
     let c = cfg();
-    let all = |_: &ServiceKey, _: IpAddr, _: u16| true;
+    let all = |_: &ServiceKey, _: IpAddr, _: u16| Some(1);
     let mut o = Overlay::new(&c, BTreeMap::new(), &all, None);
     o.set_override(&c, 1, 0, Some(Override::Drain));
     assert_eq!(weights(&o, &c, 1), vec![("10.0.0.11".into(), 0)]);
@@ -125,6 +126,15 @@ fn overrides_disable_and_drain_and_carry_over_an_apply() {
     assert_eq!(weights(&o2, &c, 1), vec![("10.0.0.11".into(), 0)]);
     o.set_override(&c, 1, 0, None);
     assert_eq!(weights(&o, &c, 1), vec![("10.0.0.11".into(), 1)]);
+}
+
+#[test]
+fn a_weight_0_real_in_the_kernel_is_adopted_only_when_configured_so() {
+    let c = parse(&CFG.replace("weight = 3\n", "weight = 0\n"), "t").unwrap();
+    let zero = |_: &ServiceKey, _: IpAddr, _: u16| Some(0);
+    let o = Overlay::new(&c, BTreeMap::new(), &zero, None);
+    assert_eq!(o.health_of(0, 0), Some(Health::Unknown), "configured 1, at 0 in the kernel (inhibited)");
+    assert_eq!(o.health_of(0, 1), Some(Health::Up), "configured 0");
 }
 
 #[test]
