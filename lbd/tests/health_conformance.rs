@@ -42,7 +42,7 @@ fn run(name: &str, sc: &Value) {
     let mut armed: Option<Duration> = None;
     let mut in_flight = false;
     let mut now = Duration::ZERO;
-    let mut note = |acts: Vec<Action>, log: &mut Vec<String>, armed: &mut Option<Duration>, in_flight: &mut bool| {
+    let note = |acts: Vec<Action>, log: &mut Vec<String>, armed: &mut Option<Duration>, in_flight: &mut bool| {
         for a in acts {
             match &a {
                 Action::Arm(at) => *armed = Some(*at),

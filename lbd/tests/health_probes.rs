@@ -28,7 +28,9 @@ fn http(path: &str) -> Http {
 
 /// An HTTP server answering every request with `reply` (shared, so a test
 /// can change it) and remembering the last request head.
-fn http_server() -> (SocketAddr, Arc<Mutex<Vec<u8>>>, Arc<Mutex<String>>) {
+type Shared<T> = Arc<Mutex<T>>;
+
+fn http_server() -> (SocketAddr, Shared<Vec<u8>>, Shared<String>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     let reply = Arc::new(Mutex::new(Vec::new()));
@@ -108,10 +110,10 @@ fn http_status_regex_digest_and_host() {
         assert!(probe::run(&check(Probe::Http(Box::new(h.clone())), addr)).await.ok);
         // MD5 digest (md5("abc")), also over a chunked body.
         h.regex = None;
-        h.digest = Some([
-            0x90, 0x01, 0x50, 0x98, 0x3c, 0xd2, 0x4f, 0xb0, 0xd6, 0x96, 0x3f, 0x7d, 0x28, 0xe1, 0x7f, 0x72,
-        ]);
-        *reply.lock().unwrap() = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n2\r\nbc\r\n0\r\n\r\n".to_vec();
+        h.digest =
+            Some([0x90, 0x01, 0x50, 0x98, 0x3c, 0xd2, 0x4f, 0xb0, 0xd6, 0x96, 0x3f, 0x7d, 0x28, 0xe1, 0x7f, 0x72]);
+        *reply.lock().unwrap() =
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n2\r\nbc\r\n0\r\n\r\n".to_vec();
         let o = probe::run(&check(Probe::Http(Box::new(h.clone())), addr)).await;
         assert!(o.ok, "{o:?}");
         *reply.lock().unwrap() = resp("200 OK", "abd");

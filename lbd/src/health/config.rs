@@ -500,7 +500,7 @@ impl Resolved {
 
 fn hex(s: &str) -> Option<Vec<u8>> {
     let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
@@ -637,7 +637,11 @@ pub(crate) fn validate(cfg: &Config, cx: &mut Cx<'_>) {
                 err(cx, format!("{sp}.weight"), format!("weight {} is out of range 1..=65535", so.weight));
             }
             if Family::of(&so.address.addr) != s.family() && fwd != Forwarding::Tun {
-                err(cx, format!("{sp}.address"), "a sorry server of the other family needs forwarding = \"tun\"".into());
+                err(
+                    cx,
+                    format!("{sp}.address"),
+                    "a sorry server of the other family needs forwarding = \"tun\"".into(),
+                );
             }
             if matches!(fwd, Forwarding::Dr | Forwarding::Tun) && svc_port != 0 && port != svc_port {
                 err(cx, format!("{sp}.address"), format!("{fwd} forwarding cannot change the port; use \"nat\""));

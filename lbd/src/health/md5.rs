@@ -24,8 +24,7 @@ pub fn digest(data: &[u8]) -> [u8; 16] {
     msg.extend_from_slice(&bits.to_le_bytes());
     let kt: Vec<u32> = (0..64).map(k).collect();
     for block in msg.chunks_exact(64) {
-        let m: Vec<u32> =
-            block.chunks_exact(4).map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])).collect();
+        let m: Vec<u32> = block.chunks_exact(4).map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])).collect();
         let [mut a, mut b, mut c, mut d] = h;
         for i in 0..64 {
             let (f, g) = match i / 16 {

@@ -11,10 +11,10 @@
 //! - [`overrides`]: the operator's disable/drain, persisted next to the config.
 
 pub mod config;
-pub mod md5;
-pub mod re;
 pub mod engine;
 pub mod fsm;
+pub mod md5;
 pub mod overlay;
 pub mod overrides;
 pub mod probe;
+pub mod re;

@@ -223,7 +223,8 @@ impl Overlay {
             return (Vec::new(), Vec::new());
         }
         *slot = h;
-        let mut svcs: Vec<usize> = self.subs.get(check).map(|v| v.iter().map(|(i, _)| *i).collect()).unwrap_or_default();
+        let mut svcs: Vec<usize> =
+            self.subs.get(check).map(|v| v.iter().map(|(i, _)| *i).collect()).unwrap_or_default();
         svcs.sort_unstable();
         svcs.dedup();
         let logs = svcs.iter().filter_map(|&i| self.eval_quorum(cfg, i)).collect();

@@ -123,7 +123,11 @@ async fn http(s: &mut TcpStream, h: &Http, target: SocketAddr) -> Result<String,
         }
         let n = read_more(s, &mut buf).await?;
         if n == 0 {
-            return Err(if buf.is_empty() { "connection closed without a response".into() } else { "truncated response head".into() });
+            return Err(if buf.is_empty() {
+                "connection closed without a response".into()
+            } else {
+                "truncated response head".into()
+            });
         }
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
@@ -400,7 +404,7 @@ async fn icmp(c: &Check) -> Result<String, String> {
         let mut g = fd.readable().await.map_err(|e| io_reason(&e))?;
         match g.try_io(|inner| {
             use std::io::Read;
-            (&*inner.get_ref()).read(&mut buf)
+            inner.get_ref().read(&mut buf)
         }) {
             Ok(Ok(n)) => {
                 if is_echo_reply(v6, &buf[..n], id, seq) {

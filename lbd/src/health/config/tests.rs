@@ -146,7 +146,8 @@ fn hysteresis_must_be_below_quorum_and_marks_are_reserved() {
 
 #[test]
 fn fwmark_services_need_a_port_and_icmp_has_none() {
-    let e = errors("[[services]]\nfwmark = 5\ncheck = { type = \"tcp\" }\n[[services.reals]]\naddress = \"10.0.0.11\"\n");
+    let e =
+        errors("[[services]]\nfwmark = 5\ncheck = { type = \"tcp\" }\n[[services.reals]]\naddress = \"10.0.0.11\"\n");
     assert!(e.iter().any(|x| x.contains("needs a port: set `connect_port`")), "{e:?}");
     let c = ok("[[services]]\nfwmark = 5\ncheck = { type = \"icmp\" }\n[[services.reals]]\naddress = \"10.0.0.11\"\n");
     assert_eq!(resolve(&c).checks[0][0].as_ref().unwrap().target, "10.0.0.11:0".parse().unwrap());
@@ -165,7 +166,10 @@ address = "10.0.0.12"
 "#);
     let r = resolve(&c);
     let (a, b) = (r.checks[0][0].as_ref().unwrap(), r.checks[0][1].as_ref().unwrap());
-    assert_eq!((a.target, a.mark, a.via_vip_to), ("10.0.0.100:80".parse().unwrap(), VIP_MARK_BASE, Some("10.0.0.11:80".parse().unwrap())));
+    assert_eq!(
+        (a.target, a.mark, a.via_vip_to),
+        ("10.0.0.100:80".parse().unwrap(), VIP_MARK_BASE, Some("10.0.0.11:80".parse().unwrap()))
+    );
     assert_eq!(b.mark, VIP_MARK_BASE + 1);
 }
 
