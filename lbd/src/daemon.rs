@@ -235,6 +235,10 @@ impl Daemon {
             health,
             overrides: Arc::new(overrides),
         };
+        if !matches!(d.lock().cfg_state, CfgState::Invalid { .. }) {
+            let o = d.lock().overlay.clone();
+            d.accept_local(&o);
+        }
         match tokio::runtime::Handle::try_current() {
             Ok(h) => {
                 let me = d.clone();
@@ -291,6 +295,21 @@ impl Daemon {
             };
             if !scope.is_empty() {
                 self.reconcile_scoped(Mode::Fast, Some(scope)).await;
+            }
+        }
+    }
+
+    /// Checks through the VIP get their answers from the VIP, an address of
+    /// this box: the interface must accept a local source.
+    fn accept_local(&self, overlay: &Overlay) {
+        if !self.opts.manage_system || !overlay.checks().iter().any(|(c, _)| c.via_vip_to.is_some()) {
+            return;
+        }
+        let path = "/proc/sys/net/ipv4/conf/all/accept_local";
+        if std::fs::read_to_string(path).map(|v| v.trim() != "1").unwrap_or(true) {
+            match std::fs::write(path, "1") {
+                Ok(()) => info!("health: net.ipv4.conf.all.accept_local = 1 for checks through the VIP"),
+                Err(e) => warn!("health: cannot set {path}: {e} (checks through the VIP will time out)"),
             }
         }
     }
@@ -481,6 +500,7 @@ impl Daemon {
                 Overlay::new(&cfg, s.overlay.overrides().clone(), &|k, a, p| was.get(&(*k, a, p)).copied(), keep)
             };
             self.health.apply(overlay.checks());
+            self.accept_local(&overlay);
             s.desired = overlay.desired(&cfg);
             s.overlay = overlay;
             s.cfg = cfg;

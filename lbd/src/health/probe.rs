@@ -87,7 +87,7 @@ async fn connect(c: &Check) -> Result<TcpStream, String> {
     if c.mark != 0 {
         SockRef::from(&sock).set_mark(c.mark).map_err(|e| format!("SO_MARK: {}", io_reason(&e)))?;
     }
-    if let Some(b) = c.bind {
+    if let Some(b) = source(c) {
         sock.bind(SocketAddr::new(b, 0)).map_err(|e| format!("bind {b}: {}", io_reason(&e)))?;
     }
     let _ = sock.set_nodelay(true);
@@ -256,8 +256,21 @@ pub fn dechunk(mut b: &[u8]) -> Chunked {
     }
 }
 
+/// The source address of a check: `bindto`, or for a check through the VIP
+/// the director's own address towards the real (left to the kernel, the
+/// source of a connection to the VIP, a local address, would be the VIP).
+fn source(c: &Check) -> Option<IpAddr> {
+    c.bind.or_else(|| {
+        let real = c.via_vip_to?;
+        let any: SocketAddr = if real.is_ipv4() { "0.0.0.0:0".parse().ok()? } else { "[::]:0".parse().ok()? };
+        let s = std::net::UdpSocket::bind(any).ok()?;
+        s.connect(real).ok()?; // no packet: only a route lookup
+        s.local_addr().ok().map(|a| a.ip())
+    })
+}
+
 async fn udp_socket(c: &Check) -> Result<UdpSocket, String> {
-    let bind = c.bind.unwrap_or(if c.target.is_ipv4() {
+    let bind = source(c).unwrap_or(if c.target.is_ipv4() {
         IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
     } else {
         IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
