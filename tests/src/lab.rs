@@ -194,6 +194,16 @@ impl Lab {
         Ok(())
     }
 
+    /// Sends `sig` to the child started under `label` (by PID): `SIGSTOP`
+    /// freezes a server (connections still complete in the kernel, nothing
+    /// answers), `SIGCONT` thaws it.
+    pub fn signal(&mut self, label: &str, sig: nix::sys::signal::Signal) -> Result<()> {
+        let (_, c) = self.children.iter().find(|(l, _)| l == label).with_context(|| format!("no child {label}"))?;
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(c.id())?);
+        nix::sys::signal::kill(pid, sig).with_context(|| format!("{sig} to {label} ({pid})"))?;
+        Ok(())
+    }
+
     /// Starts the harness's HTTP responder in `host`, answering its name on `port`.
     pub fn serve_http(&mut self, host: &Host, port: u16) -> Result<()> {
         self.serve_http_ctl(host, port, None)
