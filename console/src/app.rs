@@ -488,6 +488,8 @@ fn cmd_kind(c: &Command) -> &'static str {
         Command::Net => "net",
         Command::Vrrp => "vrrp",
         Command::VrrpMaintenance { .. } => "vrrp_maintenance",
+        Command::Checks => "checks",
+        Command::RealOverride { .. } => "real_override",
     }
 }
 

@@ -18,7 +18,9 @@ use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use crate::config::{self, Config, ConfigError};
-use crate::ctl::proto::{Command, Request, Response, View};
+use crate::ctl::proto::{Command, OverrideAction, Request, Response, View};
+use crate::health::engine::{Engine as HealthEngine, Transition};
+use crate::health::overlay::{Overlay, Override};
 use crate::ipvs::{self, ServiceKey};
 use crate::ipvsadm;
 use crate::kernel::Kernel;
@@ -88,6 +90,8 @@ struct State {
     journal: usize,
     fold_gen: u64,
     cfg_state: CfgState,
+    /// Health checks and overrides over the config (`lbd/src/health/`).
+    overlay: Overlay,
     desired: reconcile::Desired,
     passes: u64,
     last: Option<(Instant, PassReport)>,
@@ -116,6 +120,10 @@ pub struct Daemon {
     apply_lock: Arc<tokio::sync::Mutex<()>>,
     /// The VRRP engine (its own thread).
     vrrp: crate::vrrp::engine::Vrrp,
+    /// The health-check engine (its own thread).
+    health: HealthEngine,
+    /// Where the operator's overrides are kept.
+    overrides: Arc<crate::health::overrides::Store>,
 }
 
 fn now_s() -> u64 {
@@ -123,8 +131,9 @@ fn now_s() -> u64 {
 }
 
 impl Daemon {
-    /// Loads the config and starts the kernel worker.
-    pub fn new(opts: Options, kernel: Box<dyn Kernel>, ring: LogRing) -> Self {
+    /// Loads the config and starts the kernel worker (and the health checks;
+    /// their state changes are handled on the current tokio runtime).
+    pub fn new(opts: Options, mut kernel: Box<dyn Kernel>, ring: LogRing) -> Self {
         let store = Store::new(&opts.config, &opts.history, opts.keep);
         let file = opts.config.display().to_string();
         let (cfg, spans, cfg_state) = match store.read() {
@@ -168,7 +177,39 @@ impl Daemon {
             }
         };
         release_free_memory();
-        let desired = reconcile::desired_shared(&cfg);
+        let overrides = crate::health::overrides::Store::next_to(&opts.config);
+        let saved = overrides.load().unwrap_or_else(|e| {
+            warn!("operator overrides: {e}; starting without them");
+            Default::default()
+        });
+        let overlay = if matches!(cfg_state, CfgState::Invalid { .. }) {
+            Overlay::default()
+        } else {
+            let checked = crate::health::config::resolve(&cfg).any()
+                || cfg.services.iter().any(|s| s.sorry_server.is_some())
+                || !saved.is_empty();
+            // Reals the kernel serves now start up: a restart changes nothing
+            // until a check says otherwise.
+            let table: std::collections::HashMap<(ServiceKey, std::net::IpAddr, u16), u32> = if checked {
+                match kernel.dump() {
+                    Ok(t) => t
+                        .into_iter()
+                        .flat_map(|(s, ds)| {
+                            let k = s.svc.key;
+                            ds.into_iter().map(move |d| ((k, d.dest.addr, d.dest.port), d.dest.weight))
+                        })
+                        .collect(),
+                    Err(e) => {
+                        warn!("health checks: cannot read the kernel's table ({e}): every checked real starts unknown");
+                        Default::default()
+                    }
+                }
+            } else {
+                Default::default()
+            };
+            Overlay::new(&cfg, saved, &|k, a, p| table.get(&(*k, a, p)).copied(), None)
+        };
+        let desired = overlay.desired(&cfg);
         let journal = store.edits().len();
         let tx = crate::worker::start(kernel);
         let sync_tx = tx.clone();
@@ -176,7 +217,12 @@ impl Daemon {
             let _ = sync_tx.send(Job::SyncDaemons { want });
         }));
         vrrp.apply(&cfg.vrrp);
-        Daemon {
+        let (htx, hrx) = tokio::sync::mpsc::unbounded_channel::<Transition>();
+        let health = HealthEngine::new(Arc::new(move |t| {
+            let _ = htx.send(t);
+        }));
+        health.apply(overlay.checks());
+        let d = Daemon {
             opts: Arc::new(opts),
             store: Arc::new(store),
             state: Arc::new(Mutex::new(State {
@@ -185,6 +231,7 @@ impl Daemon {
                 journal,
                 fold_gen: 0,
                 cfg_state,
+                overlay,
                 desired,
                 passes: 0,
                 last: None,
@@ -196,7 +243,189 @@ impl Daemon {
             started: Instant::now(),
             apply_lock: Arc::new(tokio::sync::Mutex::new(())),
             vrrp,
+            health,
+            overrides: Arc::new(overrides),
+        };
+        if !matches!(d.lock().cfg_state, CfgState::Invalid { .. }) {
+            let o = d.lock().overlay.clone();
+            d.accept_local(&o);
         }
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => {
+                let me = d.clone();
+                h.spawn(me.health_loop(hrx));
+            }
+            Err(_) => warn!("no runtime: health-check results will not be applied"),
+        }
+        d
+    }
+
+    /// Applies the checks' verdicts as they come: a batch of state changes
+    /// becomes one scoped fast pass over the services they touch.
+    async fn health_loop(self, mut rx: tokio::sync::mpsc::UnboundedReceiver<Transition>) {
+        while let Some(t) = rx.recv().await {
+            let mut batch = vec![t];
+            while let Ok(t) = rx.try_recv() {
+                batch.push(t);
+            }
+            let scope = {
+                let mut guard = self.lock();
+                let s = &mut *guard;
+                let mut scope = Vec::new();
+                for t in &batch {
+                    let (svcs, logs) = s.overlay.set_health(&s.cfg, &t.check, t.to);
+                    let names: Vec<String> = svcs.iter().map(|&i| s.cfg.services[i].label()).collect();
+                    if names.is_empty() {
+                        continue; // a check the config no longer has
+                    }
+                    info!(
+                        "health: {} {} -> {}: {} ({:.1} ms) [{}]",
+                        t.check,
+                        t.from,
+                        t.to,
+                        t.reason,
+                        t.latency_ms,
+                        names.join(", ")
+                    );
+                    for l in logs {
+                        warn!("health: {l}");
+                    }
+                    scope.extend(svcs);
+                }
+                scope.sort_unstable();
+                scope.dedup();
+                if !scope.is_empty() && !matches!(s.cfg_state, CfgState::Invalid { .. }) {
+                    let d = Arc::make_mut(&mut s.desired);
+                    for &i in &scope {
+                        if i < d.len() {
+                            d[i] = Arc::new(s.overlay.service(&s.cfg, i));
+                        }
+                    }
+                }
+                scope
+            };
+            if !scope.is_empty() {
+                self.reconcile_scoped(Mode::Fast, Some(scope)).await;
+            }
+        }
+    }
+
+    /// Checks through the VIP get their answers from the VIP, an address of
+    /// this box: the interface must accept a local source.
+    fn accept_local(&self, overlay: &Overlay) {
+        if !self.opts.manage_system || !overlay.checks().iter().any(|(c, _)| c.via_vip_to.is_some()) {
+            return;
+        }
+        let path = "/proc/sys/net/ipv4/conf/all/accept_local";
+        if std::fs::read_to_string(path).map(|v| v.trim() != "1").unwrap_or(true) {
+            match std::fs::write(path, "1") {
+                Ok(()) => info!("health: net.ipv4.conf.all.accept_local = 1 for checks through the VIP"),
+                Err(e) => warn!("health: cannot set {path}: {e} (checks through the VIP will time out)"),
+            }
+        }
+    }
+
+    /// Disables, drains or re-enables a real (persisted first).
+    async fn set_override(&self, service: &str, real: &str, action: OverrideAction) -> ApplyResult {
+        let _g = self.apply_lock.lock().await;
+        let fail = |e: String| (e, Value::Null);
+        let (i, j, all) = {
+            let mut guard = self.lock();
+            let s = &mut *guard;
+            if matches!(s.cfg_state, CfgState::Invalid { .. }) {
+                return Err(fail("the config on the box is invalid; apply a valid one first".into()));
+            }
+            let (i, j) = config::edit::find_real(&s.cfg, service, real).map_err(fail)?;
+            let o = match action {
+                OverrideAction::Enable => None,
+                OverrideAction::Disable => Some(Override::Disable),
+                OverrideAction::Drain => Some(Override::Drain),
+            };
+            let mut next = s.overlay.overrides().clone();
+            let id = crate::health::overlay::real_id(&s.cfg.services[i], j);
+            match o {
+                Some(o) => next.insert(id, o),
+                None => next.remove(&id),
+            };
+            (i, j, next)
+        };
+        self.overrides.save(&all).map_err(|e| fail(format!("cannot persist the override: {e}; nothing applied")))?;
+        let weight = {
+            let mut guard = self.lock();
+            let s = &mut *guard;
+            let o = all.get(&crate::health::overlay::real_id(&s.cfg.services[i], j)).copied();
+            for l in s.overlay.set_override(&s.cfg, i, j, o) {
+                warn!("health: {l}");
+            }
+            let d = s.overlay.service(&s.cfg, i);
+            Arc::make_mut(&mut s.desired)[i] = Arc::new(d);
+            s.overlay.weight_of(&s.cfg, i, j)
+        };
+        info!("{real} in {service}: {action:?} by the operator");
+        let report = self.reconcile_scoped(Mode::Fast, Some(vec![i])).await;
+        Ok(json!({ "service": service, "real": real, "action": action, "weight": weight, "reconcile": report }))
+    }
+
+    /// The `checks` view.
+    fn checks(&self) -> Value {
+        let statuses = self.health.statuses();
+        let s = self.lock();
+        let mut up = 0;
+        let mut down = 0;
+        let mut unknown = 0;
+        for st in statuses.values() {
+            match st.health {
+                crate::health::fsm::Health::Up => up += 1,
+                crate::health::fsm::Health::Down => down += 1,
+                crate::health::fsm::Health::Unknown => unknown += 1,
+            }
+        }
+        let mut periods: Vec<f64> = statuses.values().map(|st| st.period_ms).filter(|p| *p > 0.0).collect();
+        periods.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        let pct = |q: f64| periods.get(((periods.len() as f64 - 1.0) * q).round() as usize).copied();
+        let reals: Vec<Value> = s
+            .overlay
+            .reals(&s.cfg)
+            .into_iter()
+            .map(|r| {
+                let st = s.overlay.check_of(r.service, r.real).and_then(|c| statuses.get(c));
+                json!({
+                    "service": s.cfg.services[r.service].label(),
+                    "service_key": r.id.0,
+                    "real": r.id.1,
+                    "check": r.check,
+                    "health": r.health,
+                    "override": r.override_,
+                    "weight": r.weight,
+                    "status": st,
+                })
+            })
+            .collect();
+        let services: Vec<Value> = s
+            .cfg
+            .services
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                json!({
+                    "service": c.label(),
+                    "quorum": s.overlay.quorum(i),
+                    "sorry_server_active": c.sorry_server.is_some() && s.overlay.quorum(i) == Some(false),
+                })
+            })
+            .collect();
+        let c = self.health.counters();
+        use std::sync::atomic::Ordering::Relaxed;
+        json!({
+            "summary": {
+                "checks": statuses.len(), "up": up, "down": down, "unknown": unknown,
+                "attempts": c.attempts.load(Relaxed), "rounds": c.rounds.load(Relaxed), "waiting": c.waiting.load(Relaxed),
+                "period_ms": { "median": pct(0.5), "p90": pct(0.9), "max": periods.last() },
+            },
+            "services": services,
+            "reals": reals,
+            "overrides": s.overlay.overrides().iter().map(|((svc, real), m)| json!({ "service": svc, "real": real, "mode": m })).collect::<Vec<_>>(),
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -276,7 +505,15 @@ impl Daemon {
         self.vrrp.apply(&cfg.vrrp);
         let gen_ = {
             let mut s = self.lock();
-            s.desired = reconcile::desired_shared(&cfg);
+            let overlay = {
+                let was = previous_weights(&s.desired);
+                let keep = (!matches!(s.cfg_state, CfgState::Invalid { .. })).then_some(&s.overlay);
+                Overlay::new(&cfg, s.overlay.overrides().clone(), &|k, a, p| was.get(&(*k, a, p)).copied(), keep)
+            };
+            self.health.apply(overlay.checks());
+            self.accept_local(&overlay);
+            s.desired = overlay.desired(&cfg);
+            s.overlay = overlay;
             s.cfg = cfg;
             s.spans = spans;
             s.journal = 0;
@@ -351,7 +588,7 @@ impl Daemon {
         {
             let mut s = self.lock();
             s.cfg.services[i].reals[j].weight = weight;
-            let d = reconcile::desired_service(&s.cfg.services[i]);
+            let d = s.overlay.service(&s.cfg, i);
             Arc::make_mut(&mut s.desired)[i] = Arc::new(d);
             s.journal += 1;
         }
@@ -652,6 +889,8 @@ impl Daemon {
                 (Err(e), _) | (_, Err(e)) => Response::err(id, e.to_string()),
             },
             Command::Vrrp => Response::ok(id, self.vrrp.status().await),
+            Command::Checks => Response::ok(id, self.checks()),
+            Command::RealOverride { service, real, action } => done(self.set_override(&service, &real, action).await),
             Command::VrrpMaintenance { target, on } => match self.vrrp.maintenance(&target, on).await {
                 Ok(v) => Response::ok(id, v),
                 Err(e) => Response::err(id, e),
@@ -663,11 +902,21 @@ impl Daemon {
     async fn preview(&self, cfg: &Config) -> Vec<String> {
         let Ok(snap) = self.snapshot().await else { return Vec::new() };
         let mut drains = Drains::default();
-        let d = reconcile::desired(cfg);
+        let d = {
+            let s = self.lock();
+            let was = previous_weights(&s.desired);
+            Overlay::new(cfg, s.overlay.overrides().clone(), &|k, a, p| was.get(&(*k, a, p)).copied(), Some(&s.overlay))
+                .desired(cfg)
+        };
         let drain = Duration::from_secs(u64::from(cfg.ipvs.drain_timeout));
         let actual = reconcile::Actual::from_table(snap.table);
         reconcile::plan(&d, &actual, drain, &mut drains, 0).ops.iter().map(Op::to_string).collect()
     }
+}
+
+/// The weight of every real in a desired table.
+fn previous_weights(d: &reconcile::Desired) -> std::collections::HashMap<(ServiceKey, std::net::IpAddr, u16), u32> {
+    d.iter().flat_map(|s| s.dests.iter().map(move |x| ((s.svc.key, x.addr, x.port), x.weight))).collect()
 }
 
 fn version_str(v: u32) -> String {

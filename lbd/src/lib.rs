@@ -4,6 +4,7 @@
 pub mod config;
 pub mod ctl;
 pub mod daemon;
+pub mod health;
 pub mod import;
 pub mod initctl;
 pub mod ipvs;

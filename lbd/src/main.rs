@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use lbd::ctl::proto::{Command, View};
+use lbd::ctl::proto::{Command, OverrideAction, View};
 use lbd::paths;
 
 const USAGE: &str = "usage:
@@ -20,7 +20,8 @@ commands for ctl:
   list [--stats|--rate|--thresholds|--persistent-conn|--tun-info|-S|-c|--timeout|--daemon] [--exact]
   validate FILE | apply FILE [--confirm-within SECONDS] | confirm | rollback
   restore [--confirm-within SECONDS] < RULES
-  vrrp | vrrp maintenance INSTANCE|GROUP on|off";
+  vrrp | vrrp maintenance INSTANCE|GROUP on|off
+  checks | disable SERVICE REAL | drain SERVICE REAL | enable SERVICE REAL";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -232,6 +233,22 @@ fn ctl(args: &[String]) -> ExitCode {
             }
             _ => {
                 eprintln!("usage: lbd ctl vrrp | lbd ctl vrrp maintenance INSTANCE|GROUP on|off");
+                return ExitCode::from(2);
+            }
+        },
+        Some("checks") => Command::Checks,
+        Some(verb @ ("disable" | "drain" | "enable")) => match (args.get(1), args.get(2)) {
+            (Some(service), Some(real)) if args.len() == 3 => Command::RealOverride {
+                service: service.clone(),
+                real: real.clone(),
+                action: match verb {
+                    "disable" => OverrideAction::Disable,
+                    "drain" => OverrideAction::Drain,
+                    _ => OverrideAction::Enable,
+                },
+            },
+            _ => {
+                eprintln!("usage: lbd ctl {verb} SERVICE REAL");
                 return ExitCode::from(2);
             }
         },

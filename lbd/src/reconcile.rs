@@ -43,6 +43,10 @@ pub struct DesiredService {
     pub svc: Service,
     /// Its real servers.
     pub dests: Vec<Dest>,
+    /// Real servers to delete at once if the kernel has them, without
+    /// draining (failed health checks, disabled by the operator, a sorry
+    /// server no longer needed): their connections have nowhere to go.
+    pub gone: Vec<(IpAddr, u16)>,
 }
 
 /// A real server as planning needs it: its definition and connection counts
@@ -190,7 +194,7 @@ pub fn desired_service(s: &config::Service) -> DesiredService {
             }
         })
         .collect();
-    DesiredService { svc, dests }
+    DesiredService { svc, dests, gone: Vec::new() }
 }
 
 /// Whether two service definitions are the same as far as lbd manages them
@@ -311,7 +315,7 @@ pub fn plan<D: std::borrow::Borrow<DesiredService>>(
                     d.dests.iter().map(|x| (x.addr, x.port)).collect();
                 for e in kdests.iter().filter(|e| !wanted.contains(&(e.dest.addr, e.dest.port))) {
                     let id = (key, e.dest.addr, e.dest.port);
-                    if drain.is_zero() {
+                    if drain.is_zero() || d.gone.contains(&(e.dest.addr, e.dest.port)) {
                         del_dest_ops.push(Op::DelDest(key, e.dest.addr, e.dest.port));
                         continue;
                     }
@@ -540,6 +544,24 @@ address = "10.0.0.1:21"
         let p = plan(&d, &a, Duration::from_secs(60), &mut drains, 1_000);
         assert!(matches!(&p.ops[..], [Op::SetDest(_, x)] if x.weight == 1), "{:?}", p.ops);
         assert!(drains.is_empty());
+    }
+
+    #[test]
+    fn gone_reals_are_deleted_at_once_without_draining() {
+        let d = desired(&cfg(BASE));
+        let mut a = Actual::default();
+        converge(&d, &mut a);
+        a.services[0].1[1].active_conns = 3;
+        let mut d2 = d.clone();
+        let x = d2[0].dests.remove(1);
+        d2[0].gone.push((x.addr, x.port));
+        let mut drains = Drains::default();
+        let p = plan(&d2, &a, Duration::from_secs(60), &mut drains, 0);
+        assert!(matches!(&p.ops[..], [Op::DelDest(_, ip, 80)] if *ip == x.addr), "{:?}", p.ops);
+        assert!(drains.is_empty());
+        // A gone real the kernel does not have is no op.
+        simulate(&mut a, &p.ops);
+        assert_eq!(plan(&d2, &a, Duration::from_secs(60), &mut drains, 1).ops, vec![]);
     }
 
     #[test]

@@ -35,6 +35,15 @@ pub fn response(name: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// A response with this status line (`503 Service Unavailable`) and body.
+pub fn response_with(status: &str, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.0 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
 /// The outcome of a request loop.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Tally {

@@ -194,18 +194,42 @@ impl Lab {
         Ok(())
     }
 
+    /// Sends `sig` to the child started under `label` (by PID): `SIGSTOP`
+    /// freezes a server (connections still complete in the kernel, nothing
+    /// answers), `SIGCONT` thaws it.
+    pub fn signal(&mut self, label: &str, sig: nix::sys::signal::Signal) -> Result<()> {
+        let (_, c) = self.children.iter().find(|(l, _)| l == label).with_context(|| format!("no child {label}"))?;
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(c.id())?);
+        nix::sys::signal::kill(pid, sig).with_context(|| format!("{sig} to {label} ({pid})"))?;
+        Ok(())
+    }
+
     /// Starts the harness's HTTP responder in `host`, answering its name on `port`.
     pub fn serve_http(&mut self, host: &Host, port: u16) -> Result<()> {
+        self.serve_http_ctl(host, port, None)
+    }
+
+    /// [`Lab::serve_http`] with a control file (see `lvt-httpd`): when it
+    /// exists, its first line is the status sent and the rest the body.
+    /// The child is labelled `httpd-NAME-PORT` (for [`Lab::kill`]).
+    pub fn serve_http_ctl(&mut self, host: &Host, port: u16, control: Option<&std::path::Path>) -> Result<()> {
         let bin = crate::bin_path("lvt-httpd")?;
         let label = format!("httpd-{}-{port}", host.name);
-        self.spawn(&label, &host.ns, bin.to_str().unwrap_or_default(), &[&host.name, &port.to_string(), "3600"])?;
+        let port_s = port.to_string();
+        let ctl = control.map(|p| p.to_string_lossy().into_owned());
+        let mut args = vec![host.name.as_str(), port_s.as_str(), "3600"];
+        if let Some(c) = &ctl {
+            args.push(c);
+        }
+        self.spawn(&label, &host.ns, bin.to_str().unwrap_or_default(), &args)?;
         // Ready when it answers locally.
         let ip = host.ip().to_string();
         let t0 = Instant::now();
         loop {
             let ip = ip.clone();
             let r = host.ns.in_thread(move || crate::http::get(&ip, port, Duration::from_millis(500)))?;
-            if r.is_ok() {
+            // Ready when it answers at all (a control file may make it answer 503).
+            if r.is_ok() || r.as_ref().is_err_and(|e| e.to_string().starts_with("HTTP status")) {
                 return Ok(());
             }
             if t0.elapsed() > Duration::from_secs(10) {

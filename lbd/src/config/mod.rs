@@ -287,6 +287,21 @@ pub struct Service {
     pub persistence: Option<Persistence>,
     /// Default forwarding method of the reals.
     pub forwarding: Forwarding,
+    /// Health-check quorum: the least total weight of healthy reals (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<u32>,
+    /// Quorum hysteresis in weight units (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hysteresis: Option<u32>,
+    /// Takes over while the quorum is lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sorry_server: Option<crate::health::config::SorryServer>,
+    /// Failed reals get weight 0 instead of leaving the table.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inhibit_on_failure: bool,
+    /// The default health check of the reals (`lbd/src/health/config.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<crate::health::config::CheckSpec>,
     /// Real servers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reals: Vec<Real>,
@@ -305,6 +320,11 @@ impl Default for Service {
             one_packet: false,
             persistence: None,
             forwarding: Forwarding::Dr,
+            quorum: None,
+            hysteresis: None,
+            sorry_server: None,
+            inhibit_on_failure: false,
+            check: None,
             reals: Vec::new(),
         }
     }
@@ -369,6 +389,12 @@ pub struct Real {
     /// Tunnel options (forwarding = "tun").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tunnel: Option<Tunnel>,
+    /// Overrides the service's `inhibit_on_failure`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inhibit_on_failure: Option<bool>,
+    /// Health check, key by key over the service's `check`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<crate::health::config::CheckSpec>,
 }
 
 fn is_zero(v: &u32) -> bool {
@@ -378,7 +404,16 @@ fn is_zero(v: &u32) -> bool {
 impl Real {
     /// A real with defaults and this address.
     pub fn new(address: Endpoint) -> Self {
-        Real { address, weight: 1, forwarding: None, upper_threshold: 0, lower_threshold: 0, tunnel: None }
+        Real {
+            address,
+            weight: 1,
+            forwarding: None,
+            upper_threshold: 0,
+            lower_threshold: 0,
+            tunnel: None,
+            inhibit_on_failure: None,
+            check: None,
+        }
     }
 }
 

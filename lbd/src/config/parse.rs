@@ -253,7 +253,7 @@ impl<'t, 'i> Tbl<'t, 'i> {
 /// Names that later lvsbox features use: say so instead of just "unknown".
 fn hint(name: &str) -> &'static str {
     match name {
-        "vrrp" | "vrrp_instance" | "check" | "checks" | "health_check" | "ftp" | "fwmark_rules" | "sorry_server" => {
+        "vrrp" | "vrrp_instance" | "checks" | "health_check" | "ftp" | "fwmark_rules" => {
             " (not supported by this lvsbox version)"
         }
         _ => "",
@@ -399,6 +399,11 @@ fn read_service(cx: &mut Cx<'_>, mut t: Tbl<'_, '_>) -> Option<Service> {
         one_packet: t.or(cx, "one_packet", false),
         persistence,
         forwarding: t.or(cx, "forwarding", d.forwarding),
+        quorum: t.opt(cx, "quorum"),
+        hysteresis: t.opt(cx, "hysteresis"),
+        sorry_server: t.sub(cx, "sorry_server", crate::health::config::read_sorry).flatten(),
+        inhibit_on_failure: t.or(cx, "inhibit_on_failure", false),
+        check: t.sub(cx, "check", crate::health::config::read_check), // health checks (lbd/src/health/config.rs)
         reals: t.list(cx, "reals", read_real),
     };
     t.finish(cx);
@@ -423,6 +428,8 @@ fn read_real(cx: &mut Cx<'_>, mut t: Tbl<'_, '_>) -> Option<Real> {
         upper_threshold: t.or(cx, "upper_threshold", 0),
         lower_threshold: t.or(cx, "lower_threshold", 0),
         tunnel,
+        inhibit_on_failure: t.opt(cx, "inhibit_on_failure"),
+        check: t.sub(cx, "check", crate::health::config::read_check),
     };
     t.finish(cx);
     Some(r)

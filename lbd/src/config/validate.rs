@@ -13,6 +13,7 @@ pub(super) fn validate(cfg: &Config, cx: &mut Cx<'_>) {
     network(cfg, cx);
     services(cfg, cx);
     crate::vrrp::config::validate(cfg, cx); // VRRP (lbd/src/vrrp/config.rs)
+    crate::health::config::validate(cfg, cx); // health checks (lbd/src/health/config.rs)
 }
 
 fn valid_ifname(n: &str) -> Result<(), String> {

@@ -40,6 +40,18 @@ pub enum View {
     Daemon,
 }
 
+/// What an operator does to one real server (persisted across restarts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverrideAction {
+    /// Back to what the config and the checks say.
+    Enable,
+    /// Out of the table at once (as if failed).
+    Disable,
+    /// Weight 0: existing connections stay, no new ones.
+    Drain,
+}
+
 /// Commands.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
@@ -127,6 +139,19 @@ pub enum Command {
     Net,
     /// VRRP instances: state, priorities, master, counters per drop reason, history.
     Vrrp,
+    /// Health checks: per real its check, state, last result with reason and
+    /// latency, transitions, override and weight; per service the quorum.
+    Checks,
+    /// Disables, drains or re-enables one real server (persisted next to
+    /// the config, so it survives restarts and applies).
+    RealOverride {
+        /// The service: its `name`, `[tcp|udp|sctp] ADDR:PORT`, or `fwmark N [ipv6]`.
+        service: String,
+        /// The real server: `ADDR` or `ADDR:PORT`.
+        real: String,
+        /// What to do.
+        action: OverrideAction,
+    },
     /// VRRP maintenance: hand over and stay backup (`on`), or resume.
     VrrpMaintenance {
         /// An instance or sync group name.

@@ -1,4 +1,4 @@
-//! `lvsbox-bench [boot|ipvs|all] [--runs N] [--services N]`: benchmarks in
+//! `lvsbox-bench [boot|ipvs|checks|all] [--runs N] [--services N] [--reals N,N,..] [--window S] [--only lbd|keepalived]`: benchmarks in
 //! QEMU guests (TCG), printing lvsbox's figures next to the peer's from the
 //! same run where the peer can run in the same guest (ipvsadm), and the
 //! recorded keepalived figures otherwise (../shared/notes/peer-behaviour.md).
@@ -260,6 +260,282 @@ fn bench_ipvs(runs: usize, n: usize) -> Result<()> {
     Ok(())
 }
 
+// ---------------------------------------------------------------- checks
+
+/// The farm: `n` real-server addresses on one namespace's `lo`, behind
+/// 10.77.0.30 (one neighbour for the director, whatever `n`). Real `i` is
+/// 10.200.(i/250).(i%250+1); even ones are checked on port 80 (a listener
+/// accepts and closes), odd ones on port 81 (nothing listens: refused).
+fn farm_addr(i: usize) -> (String, u16) {
+    (format!("10.200.{}.{}", i / 250, i % 250 + 1), if i.is_multiple_of(2) { 80 } else { 81 })
+}
+
+const CHECKS_NET: &str = "[[interfaces]]\nname = \"eth0\"\naddresses = [\"10.77.0.2/24\"]\n\n[[routes]]\ndestination = \"10.200.0.0/16\"\ngateway = \"10.77.0.30\"\n";
+
+/// Services of 100 TUN reals each (the farm is routed, not connected), a TCP
+/// check every second on every real.
+fn checks_config(n: usize) -> String {
+    let mut s = CHECKS_NET.to_string();
+    for (k, chunk) in (0..n).collect::<Vec<_>>().chunks(200).enumerate() {
+        for port in [80u16, 81] {
+            s.push_str(&format!(
+                "\n[[services]]\naddress = \"10.77.1.{}:{port}\"\nscheduler = \"rr\"\nforwarding = \"tun\"\ncheck = {{ type = \"tcp\", delay_loop = 1, connect_timeout = 1, retry = 1, delay_before_retry = 1 }}\n",
+                k + 1
+            ));
+            for &i in chunk {
+                let (a, p) = farm_addr(i);
+                if p == port {
+                    s.push_str(&format!("[[services.reals]]\naddress = \"{a}\"\n"));
+                }
+            }
+        }
+    }
+    s
+}
+
+/// The same for keepalived.
+fn keepalived_checks_conf(n: usize) -> String {
+    let mut s = String::from("global_defs {\n    router_id bench\n}\n");
+    for (k, chunk) in (0..n).collect::<Vec<_>>().chunks(200).enumerate() {
+        for port in [80u16, 81] {
+            s.push_str(&format!(
+                "virtual_server 10.77.1.{} {port} {{\n    delay_loop 1\n    lvs_sched rr\n    lvs_method TUN\n    protocol TCP\n",
+                k + 1
+            ));
+            for &i in chunk {
+                let (a, p) = farm_addr(i);
+                if p == port {
+                    s.push_str(&format!(
+                        "    real_server {a} {port} {{\n        weight 1\n        TCP_CHECK {{\n            connect_timeout 1\n            retry 1\n            delay_before_retry 1\n        }}\n    }}\n"
+                    ));
+                }
+            }
+            s.push_str("}\n");
+        }
+    }
+    s
+}
+
+/// Accepts and closes connections on 0.0.0.0:80 in `ns` until `stop`.
+fn farm_listener(ns: &tests::lab::Netns, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Result<()> {
+    let path = format!("/run/netns/{}", ns.0);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = (|| -> Result<std::net::TcpListener> {
+            let fd = std::fs::File::open(&path)?;
+            nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET)?;
+            let l = std::net::TcpListener::bind("0.0.0.0:80")?;
+            l.set_nonblocking(true)?;
+            Ok(l)
+        })();
+        let l = match r {
+            Ok(l) => {
+                let _ = tx.send(Ok(()));
+                l
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return;
+            }
+        };
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            match l.accept() {
+                Ok((c, _)) => drop(c),
+                Err(_) => std::thread::sleep(Duration::from_millis(2)),
+            }
+        }
+    });
+    rx.recv().context("listener thread")?
+}
+
+/// `(PassiveOpens, OutRsts)` of the farm: handshakes with the listening half,
+/// resets for the refused half.
+fn farm_counts(ns: &tests::lab::Netns) -> Result<(u64, u64)> {
+    let out = ns.output("cat", &["/proc/net/snmp"])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("Tcp:")).collect();
+    if rows.len() < 2 {
+        bail!("no Tcp rows in /proc/net/snmp");
+    }
+    let (names, vals): (Vec<&str>, Vec<&str>) =
+        (rows[0].split_whitespace().collect(), rows[1].split_whitespace().collect());
+    let get = |k: &str| {
+        names.iter().position(|n| *n == k).and_then(|i| vals.get(i)).and_then(|v| v.parse().ok()).unwrap_or(0)
+    };
+    Ok((get("PassiveOpens"), get("OutRsts")))
+}
+
+/// CPU ticks (user, system) and RSS (kB) of every process named `name` in the guest.
+fn proc_usage(g: &mut Guest, name: &str) -> Result<(f64, f64, f64)> {
+    let out = g.sh_ok(&format!(
+        "for p in $(pidof {name}); do cut -d' ' -f14,15 /proc/$p/stat; grep VmRSS /proc/$p/status | tr -s ' ' | cut -d' ' -f2; done"
+    ))?;
+    let v: Vec<f64> = out.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    if v.is_empty() {
+        bail!("no process {name}");
+    }
+    let (mut u, mut s, mut rss) = (0.0, 0.0, 0.0);
+    for c in v.chunks(3) {
+        u += c[0];
+        s += c.get(1).copied().unwrap_or(0.0);
+        rss += c.get(2).copied().unwrap_or(0.0);
+    }
+    Ok((u, s, rss))
+}
+
+/// One measurement: CPU % of a core (user, system), RSS MiB, the listening
+/// half's achieved period (s) from the farm's handshakes, attempts/s.
+#[derive(Clone, Copy, Debug, Default)]
+struct Usage {
+    user: f64,
+    sys: f64,
+    rss: f64,
+    period: f64,
+    attempts: f64,
+}
+
+fn measure(g: &mut Guest, name: &str, farm: &tests::lab::Netns, n: usize, window: u64) -> Result<Usage> {
+    let (u0, s0, _) = proc_usage(g, name)?;
+    let c0 = farm_counts(farm)?;
+    let t0 = std::time::Instant::now();
+    std::thread::sleep(Duration::from_secs(window));
+    let (u1, s1, rss) = proc_usage(g, name)?;
+    let c1 = farm_counts(farm)?;
+    let dt = t0.elapsed().as_secs_f64();
+    // CLK_TCK is 100 on Linux x86-64.
+    let hand = (c1.0 - c0.0) as f64 / dt;
+    Ok(Usage {
+        user: (u1 - u0) / dt,
+        sys: (s1 - s0) / dt,
+        rss: rss / 1024.0,
+        period: if hand > 0.0 { (n / 2) as f64 / hand } else { f64::INFINITY },
+        attempts: ((c1.0 - c0.0) + (c1.1 - c0.1)) as f64 / dt,
+    })
+}
+
+fn checks_lab() -> Result<(Lab, tests::lab::Host, String, std::sync::Arc<std::sync::atomic::AtomicBool>)> {
+    let mut lab = Lab::new()?;
+    let farm = lab.add_host("farm", "10.77.0.30/24", None)?;
+    let max = 2000;
+    let batch: String = (0..max).map(|i| format!("addr add {}/32 dev lo\n", farm_addr(i).0)).collect();
+    let f = lab.dir.join("farm.batch");
+    std::fs::write(&f, batch)?;
+    farm.ns.run("ip", &["-batch", &f.to_string_lossy()])?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    farm_listener(&farm.ns, stop.clone())?;
+    let tap = lab.add_tap()?;
+    Ok((lab, farm, tap, stop))
+}
+
+fn bench_checks(runs: usize, sizes: &[usize], window: u64, who: &str) -> Result<()> {
+    println!(
+        "== health checks: N reals (half listening, half refusing), TCP check every 1 s (connect_timeout 1, retry 1, \
+         delay_before_retry 1), lbd vs keepalived 2.2.7's checker in the same debug guest (TCG, 1 vCPU), {window} s windows, {runs} run(s)"
+    );
+    let mut res: std::collections::BTreeMap<(usize, &str), Vec<Usage>> = Default::default();
+    for run in 0..runs {
+        // lbd.
+        if who != "keepalived" {
+            let (lab, farm, tap, stop) = checks_lab()?;
+            let mut spec = GuestSpec::debug("bench-checks-lbd").config(CHECKS_NET).nic(&tap, &mac(1, 0));
+            spec.files = sizes.iter().map(|n| (format!("checks-{n}.toml"), checks_config(*n).into_bytes())).collect();
+            let mut g = Guest::boot(&lab, &spec)?;
+            g.wait_ready()?;
+            for &n in sizes {
+                g.sh_ok(&format!("lbd ctl apply /cfg/checks-{n}.toml > /dev/null"))?;
+                // Warm-up: every check has a verdict.
+                let mut ok = false;
+                for _ in 0..120 {
+                    let sum = g.sh_ok("lbd ctl checks | sed -n '/\"summary\"/,$p'")?;
+                    let want = format!("\"checks\": {n},");
+                    if sum.contains(&want) && sum.contains("\"unknown\": 0") {
+                        ok = true;
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                if !ok {
+                    bail!("lbd: the {n} checks did not all get a verdict in 120 s");
+                }
+                std::thread::sleep(Duration::from_secs(5));
+                let u = measure(&mut g, "lbd", &farm.ns, n, window)?;
+                let sum = g.sh_ok("lbd ctl checks | sed -n '/\"summary\"/,$p' | tr -d ' \n'; echo")?;
+                eprintln!("run {} lbd {n}: {u:?} {sum}", run + 1);
+                res.entry((n, "lbd")).or_default().push(u);
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            drop(g);
+            drop(lab);
+        }
+        // keepalived.
+        if who != "lbd" {
+            let (lab, farm, tap, stop) = checks_lab()?;
+            let confs: Vec<(String, String)> =
+                sizes.iter().map(|n| (format!("/etc/keepalived/k{n}.conf"), keepalived_checks_conf(*n))).collect();
+            let extra: Vec<(&str, &[u8])> = confs.iter().map(|(p, c)| (p.as_str(), c.as_bytes())).collect();
+            let initrd = tests::peer::overlay_initrd(&lab.dir.join("peer"), tests::peer::KEEPALIVED, &extra)?;
+            let mut spec = GuestSpec::debug("bench-checks-ka").config(CHECKS_NET).nic(&tap, &mac(1, 0));
+            spec.initrd = Some(initrd);
+            let mut g = Guest::boot(&lab, &spec)?;
+            g.wait_ready()?;
+            // lbd owns the table and would delete keepalived's services: freeze it.
+            g.sh_ok("kill -STOP $(pidof lbd)")?;
+            for &n in sizes {
+                g.sh_ok(&format!(
+                    "/usr/sbin/keepalived -n -C -l -D -f /etc/keepalived/k{n}.conf > /tmp/ka{n}.log 2>&1 & echo $! > /tmp/ka.pid"
+                ))?;
+                // Warm-up: the table holds the listening half only (the refused
+                // half was removed by failed checks).
+                let mut ok = false;
+                let mut last = String::new();
+                for _ in 0..180 {
+                    last = g.sh_ok("ipvsadm -Ln | grep -c -- '-> 10.200' || true")?;
+                    if last.trim().parse::<usize>().unwrap_or(0) == n / 2 {
+                        ok = true;
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                if !ok {
+                    let log =
+                        g.sh(&format!("pidof keepalived; tail -n 30 /tmp/ka{n}.log")).map(|x| x.1).unwrap_or_default();
+                    bail!(
+                        "keepalived: the table did not settle at {} reals (last count {}):\n{log}",
+                        n / 2,
+                        last.trim()
+                    );
+                }
+                std::thread::sleep(Duration::from_secs(5));
+                let u = measure(&mut g, "keepalived", &farm.ns, n, window)?;
+                eprintln!("run {} keepalived {n}: {u:?}", run + 1);
+                res.entry((n, "keepalived")).or_default().push(u);
+                g.sh_ok("kill $(cat /tmp/ka.pid); i=0; while pidof keepalived >/dev/null && [ $i -lt 300 ]; do sleep 0.2; i=$((i+1)); done; ipvsadm -C")?;
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            drop(g);
+            drop(lab);
+        }
+    }
+    let med = |v: &[Usage], f: fn(&Usage) -> f64| median(&mut v.iter().map(f).collect::<Vec<_>>());
+    for &n in sizes {
+        for who in ["lbd", "keepalived"] {
+            let v = res.get(&(n, who)).cloned().unwrap_or_default();
+            println!(
+                "{n:5} reals {who:10} CPU user {:5.1} % + system {:5.1} % = {:5.1} % of a core; RSS {:5.1} MiB; \
+                 period of the listening half {:.2} s; {:.0} attempts/s   [{}]",
+                med(&v, |u| u.user),
+                med(&v, |u| u.sys),
+                med(&v, |u| u.user + u.sys),
+                med(&v, |u| u.rss),
+                med(&v, |u| u.period),
+                med(&v, |u| u.attempts),
+                v.iter().map(|u| format!("{:.1}%/{:.2}s", u.user + u.sys, u.period)).collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let opt = |name: &str, d: usize| -> usize {
@@ -269,10 +545,23 @@ fn main() -> Result<()> {
     match what {
         "boot" => bench_boot(opt("--runs", 5)),
         "ipvs" => bench_ipvs(opt("--runs", 3), opt("--services", 10_000)),
+        "checks" => {
+            let sizes: Vec<usize> = args
+                .iter()
+                .position(|a| a == "--reals")
+                .and_then(|i| args.get(i + 1))
+                .map(|v| v.split(',').filter_map(|x| x.parse().ok()).collect())
+                .unwrap_or_else(|| vec![500, 1000, 2000]);
+            let who =
+                args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).map_or("both", |s| s.as_str());
+            bench_checks(opt("--runs", 3), &sizes, opt("--window", 20) as u64, who)
+        }
         "all" => {
             bench_boot(opt("--runs", 5))?;
             bench_ipvs(opt("--runs", 3), opt("--services", 10_000))
         }
-        _ => bail!("usage: lvsbox-bench [boot|ipvs|all] [--runs N] [--services N]"),
+        _ => bail!(
+            "usage: lvsbox-bench [boot|ipvs|checks|all] [--runs N] [--services N] [--reals N,N] [--window S] [--only lbd|keepalived]"
+        ),
     }
 }

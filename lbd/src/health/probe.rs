@@ -1,0 +1,445 @@
+//! The probes: one attempt each, on non-blocking sockets, bounded by the
+//! check's `connect_timeout` (connect and exchange together).
+//!
+//! TCP and HTTP sockets are closed with an RST (SO_LINGER 0), as HAProxy does
+//! for its checks: thousands of checks a second would otherwise park as many
+//! sockets in TIME_WAIT on the director.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream, UdpSocket};
+
+use super::config::{Check, Http, Probe};
+use super::fsm::Outcome;
+
+/// Largest HTTP head and body read.
+const HEAD_MAX: usize = 64 * 1024;
+const BODY_MAX: usize = 1 << 20;
+
+/// Runs one attempt of `c`.
+pub async fn run(c: &Check) -> Outcome {
+    let t0 = Instant::now();
+    let limit = Duration::from_millis(c.timing.connect_timeout_ms.max(1));
+    let r = tokio::time::timeout(limit, attempt(c)).await;
+    let latency = t0.elapsed();
+    match r {
+        Ok(Ok(reason)) => Outcome::ok(reason, latency),
+        Ok(Err(reason)) => Outcome::fail(reason, latency),
+        Err(_) => Outcome::fail(format!("timeout after {}", secs(limit)), latency),
+    }
+}
+
+fn secs(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s.fract() == 0.0 { format!("{s:.0} s") } else { format!("{s} s") }
+}
+
+async fn attempt(c: &Check) -> Result<String, String> {
+    match &c.probe {
+        Probe::Tcp => {
+            let s = connect(c).await?;
+            rst_close(&s);
+            Ok("connected".into())
+        }
+        Probe::Http(h) => {
+            if h.tls {
+                return Err("https checks are not available in this build".into());
+            }
+            let mut s = connect(c).await?;
+            let r = http(&mut s, h, c.target).await;
+            rst_close(&s);
+            r
+        }
+        Probe::Udp { payload, reply } => udp(c, payload, reply.as_deref()).await,
+        Probe::Dns { qtype, name } => dns(c, *qtype, name).await,
+        Probe::Icmp => icmp(c).await,
+    }
+}
+
+/// Words an operator reads for a socket error.
+pub fn io_reason(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::ECONNREFUSED) => "connection refused".into(),
+        Some(libc::EHOSTUNREACH) => "host unreachable".into(),
+        Some(libc::ENETUNREACH) => "network unreachable".into(),
+        Some(libc::ECONNRESET) => "connection reset".into(),
+        Some(libc::ETIMEDOUT) => "timeout".into(),
+        Some(libc::EADDRNOTAVAIL) => "source address not available".into(),
+        Some(libc::EMFILE | libc::ENFILE) => "too many open files".into(),
+        _ => {
+            let s = e.to_string();
+            s.split(" (os error").next().unwrap_or(&s).to_lowercase()
+        }
+    }
+}
+
+fn rst_close(s: &TcpStream) {
+    let _ = SockRef::from(s).set_linger(Some(Duration::ZERO));
+}
+
+async fn connect(c: &Check) -> Result<TcpStream, String> {
+    let sock = if c.target.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(|e| io_reason(&e))?;
+    if c.mark != 0 {
+        SockRef::from(&sock).set_mark(c.mark).map_err(|e| format!("SO_MARK: {}", io_reason(&e)))?;
+    }
+    if let Some(b) = source(c) {
+        sock.bind(SocketAddr::new(b, 0)).map_err(|e| format!("bind {b}: {}", io_reason(&e)))?;
+    }
+    let _ = sock.set_nodelay(true);
+    sock.connect(c.target).await.map_err(|e| io_reason(&e))
+}
+
+/// The request line and headers of a check's GET.
+pub fn request(h: &Http, target: SocketAddr) -> String {
+    let host = match &h.host {
+        Some(v) => v.clone(),
+        None => match (target.ip(), target.port()) {
+            (IpAddr::V4(a), 80) => a.to_string(),
+            (IpAddr::V6(a), 80) => format!("[{a}]"),
+            (IpAddr::V4(a), p) => format!("{a}:{p}"),
+            (IpAddr::V6(a), p) => format!("[{a}]:{p}"),
+        },
+    };
+    format!(
+        "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: lvsbox-check\r\nAccept: */*\r\nConnection: close\r\n\r\n",
+        h.path
+    )
+}
+
+async fn http(s: &mut TcpStream, h: &Http, target: SocketAddr) -> Result<String, String> {
+    s.write_all(request(h, target).as_bytes()).await.map_err(|e| io_reason(&e))?;
+    let mut buf = Vec::with_capacity(4096);
+    let head_end = loop {
+        if let Some(i) = find(&buf, b"\r\n\r\n") {
+            break i + 4;
+        }
+        if buf.len() > HEAD_MAX {
+            return Err("response head too large".into());
+        }
+        let n = read_more(s, &mut buf).await?;
+        if n == 0 {
+            return Err(if buf.is_empty() {
+                "connection closed without a response".into()
+            } else {
+                "truncated response head".into()
+            });
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let status = parse_status(&head).ok_or_else(|| "not an HTTP response".to_string())?;
+    if !h.status.iter().any(|r| (r.0..=r.1).contains(&status)) {
+        return Err(format!("status {status}"));
+    }
+    if h.regex.is_none() && h.digest.is_none() {
+        return Ok(format!("status {status}"));
+    }
+    let mut body = buf.split_off(head_end);
+    let chunked = header(&head, "transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    let length = header(&head, "content-length").and_then(|v| v.trim().parse::<usize>().ok());
+    let body = if chunked {
+        loop {
+            match dechunk(&body) {
+                Chunked::Done(b) => break b,
+                Chunked::Bad => return Err("bad chunked body".into()),
+                Chunked::More => {
+                    if body.len() > BODY_MAX + HEAD_MAX {
+                        return Err("body too large".into());
+                    }
+                    if read_more(s, &mut body).await? == 0 {
+                        return Err("truncated chunked body".into());
+                    }
+                }
+            }
+        }
+    } else {
+        let want = length.unwrap_or(BODY_MAX).min(BODY_MAX);
+        while body.len() < want {
+            if read_more(s, &mut body).await? == 0 {
+                if length.is_some() {
+                    return Err(format!("body truncated at {} of {want} bytes", body.len()));
+                }
+                break;
+            }
+        }
+        body.truncate(want);
+        body
+    };
+    check_body(h, &body).map(|()| format!("status {status}, body ok"))
+}
+
+/// Checks a body against the regex and digest of `h`.
+pub fn check_body(h: &Http, body: &[u8]) -> Result<(), String> {
+    if let Some(re) = &h.regex {
+        let text = String::from_utf8_lossy(body);
+        let ok = super::re::Regex::new(re).map(|r| r.is_match(&text)).unwrap_or(false);
+        if !ok {
+            return Err(format!("body does not match /{re}/"));
+        }
+    }
+    if let Some(want) = &h.digest {
+        let got = super::md5::digest(body);
+        if &got != want {
+            return Err(format!("body MD5 {} is not {}", hexs(&got), hexs(want)));
+        }
+    }
+    Ok(())
+}
+
+fn hexs(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+async fn read_more(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<usize, String> {
+    let mut chunk = [0u8; 8192];
+    let n = s.read(&mut chunk).await.map_err(|e| io_reason(&e))?;
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(n)
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The status code of a response head.
+pub fn parse_status(head: &str) -> Option<u16> {
+    let line = head.lines().next()?;
+    let mut w = line.split_whitespace();
+    if !w.next()?.starts_with("HTTP/") {
+        return None;
+    }
+    w.next()?.parse().ok().filter(|c| (100..=999).contains(c))
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then_some(v.trim())
+    })
+}
+
+/// Decoding a chunked body.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Chunked {
+    /// The whole body.
+    Done(Vec<u8>),
+    /// Needs more bytes.
+    More,
+    /// Not chunked encoding.
+    Bad,
+}
+
+/// Decodes a chunked body received so far.
+pub fn dechunk(mut b: &[u8]) -> Chunked {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = find(b, b"\r\n") else { return Chunked::More };
+        let line = String::from_utf8_lossy(&b[..eol]);
+        let size = line.split(';').next().unwrap_or("").trim();
+        let Ok(n) = usize::from_str_radix(size, 16) else { return Chunked::Bad };
+        b = &b[eol + 2..];
+        if n == 0 {
+            return Chunked::Done(out);
+        }
+        if n > BODY_MAX || out.len() + n > BODY_MAX {
+            return Chunked::Bad;
+        }
+        if b.len() < n + 2 {
+            return Chunked::More;
+        }
+        out.extend_from_slice(&b[..n]);
+        b = &b[n + 2..];
+    }
+}
+
+/// The source address of a check: `bindto`, or for a check through the VIP
+/// the director's own address towards the real (left to the kernel, the
+/// source of a connection to the VIP, a local address, would be the VIP).
+fn source(c: &Check) -> Option<IpAddr> {
+    c.bind.or_else(|| {
+        let real = c.via_vip_to?;
+        let any: SocketAddr = if real.is_ipv4() { "0.0.0.0:0".parse().ok()? } else { "[::]:0".parse().ok()? };
+        let s = std::net::UdpSocket::bind(any).ok()?;
+        s.connect(real).ok()?; // no packet: only a route lookup
+        s.local_addr().ok().map(|a| a.ip())
+    })
+}
+
+async fn udp_socket(c: &Check) -> Result<UdpSocket, String> {
+    let bind = source(c).unwrap_or(if c.target.is_ipv4() {
+        IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+    });
+    let s = UdpSocket::bind(SocketAddr::new(bind, 0)).await.map_err(|e| format!("bind {bind}: {}", io_reason(&e)))?;
+    if c.mark != 0 {
+        SockRef::from(&s).set_mark(c.mark).map_err(|e| format!("SO_MARK: {}", io_reason(&e)))?;
+    }
+    s.connect(c.target).await.map_err(|e| io_reason(&e))?;
+    Ok(s)
+}
+
+async fn udp(c: &Check, payload: &[u8], reply: Option<&[u8]>) -> Result<String, String> {
+    let s = udp_socket(c).await?;
+    s.send(payload).await.map_err(|e| io_reason(&e))?;
+    let mut buf = vec![0u8; 65536];
+    match reply {
+        Some(prefix) => {
+            let n = s.recv(&mut buf).await.map_err(|e| udp_reason(&e))?;
+            if buf[..n].starts_with(prefix) {
+                Ok(format!("reply of {n} bytes"))
+            } else {
+                Err(format!("unexpected reply of {n} bytes"))
+            }
+        }
+        None => {
+            // Success unless an ICMP error arrives within the timeout.
+            let wait = Duration::from_millis(c.timing.connect_timeout_ms * 9 / 10);
+            match tokio::time::timeout(wait, s.recv(&mut buf)).await {
+                Err(_) => Ok("no ICMP error".into()),
+                Ok(Ok(n)) => Ok(format!("reply of {n} bytes")),
+                Ok(Err(e)) => Err(udp_reason(&e)),
+            }
+        }
+    }
+}
+
+fn udp_reason(e: &io::Error) -> String {
+    if e.raw_os_error() == Some(libc::ECONNREFUSED) { "port unreachable".into() } else { io_reason(e) }
+}
+
+/// A DNS query (RD set, class IN) with this id.
+pub fn dns_query(id: u16, qtype: u16, name: &str) -> Vec<u8> {
+    let mut q = Vec::with_capacity(32 + name.len());
+    q.extend_from_slice(&id.to_be_bytes());
+    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.trim_end_matches('.').split('.').filter(|l| !l.is_empty()) {
+        q.push(label.len().min(63) as u8);
+        q.extend_from_slice(&label.as_bytes()[..label.len().min(63)]);
+    }
+    q.push(0);
+    q.extend_from_slice(&qtype.to_be_bytes());
+    q.extend_from_slice(&1u16.to_be_bytes());
+    q
+}
+
+/// Judges a DNS answer to query `id`: NOERROR passes.
+pub fn dns_verdict(id: u16, r: &[u8]) -> Option<Result<String, String>> {
+    if r.len() < 12 || u16::from_be_bytes([r[0], r[1]]) != id || r[2] & 0x80 == 0 {
+        return None; // not the answer to our query
+    }
+    let rcode = r[3] & 0x0f;
+    let answers = u16::from_be_bytes([r[6], r[7]]);
+    const NAMES: [&str; 6] = ["NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED"];
+    let name = NAMES.get(usize::from(rcode)).map(|s| s.to_string()).unwrap_or_else(|| format!("rcode {rcode}"));
+    Some(if rcode == 0 { Ok(format!("{name}, {answers} answer(s)")) } else { Err(name) })
+}
+
+async fn dns(c: &Check, qtype: u16, name: &str) -> Result<String, String> {
+    let s = udp_socket(c).await?;
+    let id = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos()
+        & 0xffff) as u16;
+    s.send(&dns_query(id, qtype, name)).await.map_err(|e| io_reason(&e))?;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let n = s.recv(&mut buf).await.map_err(|e| udp_reason(&e))?;
+        if let Some(v) = dns_verdict(id, &buf[..n]) {
+            return v;
+        }
+    }
+}
+
+/// The Internet checksum.
+pub fn inet_checksum(b: &[u8]) -> u16 {
+    let mut sum = 0u32;
+    for c in b.chunks(2) {
+        sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// An ICMP(v6) echo request.
+pub fn echo_request(v6: bool, id: u16, seq: u16) -> Vec<u8> {
+    let mut p = vec![if v6 { 128 } else { 8 }, 0, 0, 0];
+    p.extend_from_slice(&id.to_be_bytes());
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(b"lvsbox-check....");
+    if !v6 {
+        let c = inet_checksum(&p);
+        p[2..4].copy_from_slice(&c.to_be_bytes());
+    }
+    p
+}
+
+/// Whether `pkt` (an IPv4 packet with its header, or an ICMPv6 message) is
+/// the echo reply to `id`/`seq`.
+pub fn is_echo_reply(v6: bool, pkt: &[u8], id: u16, seq: u16) -> bool {
+    let icmp = if v6 {
+        pkt
+    } else {
+        let ihl = usize::from(pkt.first().map_or(0, |b| b & 0x0f)) * 4;
+        pkt.get(ihl..).unwrap_or(&[])
+    };
+    icmp.len() >= 8
+        && icmp[0] == if v6 { 129 } else { 0 }
+        && u16::from_be_bytes([icmp[4], icmp[5]]) == id
+        && u16::from_be_bytes([icmp[6], icmp[7]]) == seq
+}
+
+async fn icmp(c: &Check) -> Result<String, String> {
+    let v6 = c.target.is_ipv6();
+    let (dom, proto) = if v6 { (Domain::IPV6, Protocol::ICMPV6) } else { (Domain::IPV4, Protocol::ICMPV4) };
+    let s = Socket::new(dom, Type::RAW, Some(proto)).map_err(|e| format!("raw socket: {}", io_reason(&e)))?;
+    s.set_nonblocking(true).map_err(|e| io_reason(&e))?;
+    if c.mark != 0 {
+        s.set_mark(c.mark).map_err(|e| format!("SO_MARK: {}", io_reason(&e)))?;
+    }
+    if let Some(b) = c.bind {
+        s.bind(&SocketAddr::new(b, 0).into()).map_err(|e| format!("bind {b}: {}", io_reason(&e)))?;
+    }
+    let to = SocketAddr::new(c.target.ip(), 0);
+    // A connected raw socket only receives from its peer.
+    s.connect(&to.into()).map_err(|e| io_reason(&e))?;
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
+    let (id, seq) = ((nanos & 0xffff) as u16, (nanos >> 16) as u16);
+    let fd = register(s).map_err(|e| io_reason(&e))?;
+    let req = echo_request(v6, id, seq);
+    fd.get_ref().send(&req).map_err(|e| io_reason(&e))?;
+    let mut buf = [0u8; 2048];
+    loop {
+        let mut g = fd.readable().await.map_err(|e| io_reason(&e))?;
+        match g.try_io(|inner| {
+            use std::io::Read;
+            inner.get_ref().read(&mut buf)
+        }) {
+            Ok(Ok(n)) => {
+                if is_echo_reply(v6, &buf[..n], id, seq) {
+                    return Ok("echo reply".into());
+                }
+            }
+            Ok(Err(e)) => return Err(io_reason(&e)),
+            Err(_would_block) => continue,
+        }
+    }
+}
+
+/// Hands a socket to tokio's reactor.
+fn register(s: Socket) -> io::Result<AsyncFd<Socket>> {
+    // SAFETY: `s` owns a valid, open descriptor; the AsyncFd owns `s` and
+    // nothing closes or replaces the descriptor while it is registered (the
+    // safe constructor is deprecated for lacking exactly this promise).
+    #[allow(unsafe_code)]
+    unsafe {
+        AsyncFd::register_with_interest(s, tokio::io::Interest::READABLE).map_err(io::Error::from)
+    }
+}
+
+#[cfg(test)]
+mod tests;
