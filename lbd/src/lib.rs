@@ -10,6 +10,7 @@ pub mod ipvsadm;
 pub mod kernel;
 pub mod logring;
 pub mod net;
+pub mod nft;
 pub mod paths;
 pub mod reconcile;
 pub mod store;
