@@ -4,6 +4,7 @@
 pub mod config;
 pub mod ctl;
 pub mod daemon;
+pub mod fwmark;
 pub mod initctl;
 pub mod ipvs;
 pub mod ipvsadm;

@@ -253,7 +253,7 @@ impl<'t, 'i> Tbl<'t, 'i> {
 /// Names that later lvsbox features use: say so instead of just "unknown".
 fn hint(name: &str) -> &'static str {
     match name {
-        "vrrp" | "vrrp_instance" | "check" | "checks" | "health_check" | "ftp" | "fwmark_rules" | "sorry_server" => {
+        "vrrp" | "vrrp_instance" | "check" | "checks" | "health_check" | "sorry_server" => {
             " (not supported by this lvsbox version)"
         }
         _ => "",
@@ -400,6 +400,9 @@ fn read_service(cx: &mut Cx<'_>, mut t: Tbl<'_, '_>) -> Option<Service> {
         persistence,
         forwarding: t.or(cx, "forwarding", d.forwarding),
         reals: t.list(cx, "reals", read_real),
+        // The fwmark feature reads its own keys (lbd/src/fwmark/config.rs).
+        fwmark_rules: t.list(cx, "fwmark_rules", crate::fwmark::config::read_rule),
+        ftp: t.sub(cx, "ftp", crate::fwmark::config::read_ftp).flatten(),
     };
     t.finish(cx);
     Some(s)

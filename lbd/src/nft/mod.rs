@@ -51,16 +51,17 @@ pub struct MarkRule {
     pub mark: u32,
 }
 
-fn proto_name(p: u8) -> String {
-    match p {
-        6 => "tcp".into(),
-        17 => "udp".into(),
-        132 => "sctp".into(),
-        n => n.to_string(),
-    }
-}
-
 impl MarkRule {
+    /// `tcp`, `udp`, `sctp`, or the number.
+    pub fn proto_label(p: u8) -> String {
+        match p {
+            6 => "tcp".into(),
+            17 => "udp".into(),
+            132 => "sctp".into(),
+            n => n.to_string(),
+        }
+    }
+
     /// The rule's expressions, in the order `nft` generates them for the
     /// same rule in an inet table.
     pub fn exprs(&self) -> Vec<Expr> {
@@ -91,7 +92,7 @@ impl MarkRule {
     /// The rule in `nft list` syntax.
     pub fn nft_text(&self) -> String {
         let fam = if self.daddr.is_ipv4() { "ip" } else { "ip6" };
-        let p = proto_name(self.proto);
+        let p = Self::proto_label(self.proto);
         let ports = if self.ports.0 == self.ports.1 {
             self.ports.0.to_string()
         } else {
