@@ -297,7 +297,10 @@ pub(crate) fn validate(cfg: &Config, cx: &mut Cx<'_>) {
                     );
                 }
                 if !s.fwmark_rules.is_empty() {
-                    cx.error(&format!("{p}.fwmark_rules"), "a NAT ftp service is an address service; it has no mark rules");
+                    cx.error(
+                        &format!("{p}.fwmark_rules"),
+                        "a NAT ftp service is an address service; it has no mark rules",
+                    );
                 }
                 for (j, r) in s.reals.iter().enumerate() {
                     if r.forwarding.is_some_and(|f| f != Forwarding::Nat) {

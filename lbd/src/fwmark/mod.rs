@@ -120,14 +120,12 @@ pub fn ensure_helper(wanted: Option<Vec<u16>>) -> HelperReport {
             return rep;
         }
     }
-    let params = std::ffi::CString::new(format!(
-        "ports={}",
-        want.iter().map(u16::to_string).collect::<Vec<_>>().join(",")
-    ))
-    .unwrap_or_default();
-    let r = std::fs::File::open(&file)
-        .map_err(|e| e.to_string())
-        .and_then(|f| nix::kmod::finit_module(&f, &params, nix::kmod::ModuleInitFlags::empty()).map_err(|e| e.desc().to_string()));
+    let params =
+        std::ffi::CString::new(format!("ports={}", want.iter().map(u16::to_string).collect::<Vec<_>>().join(",")))
+            .unwrap_or_default();
+    let r = std::fs::File::open(&file).map_err(|e| e.to_string()).and_then(|f| {
+        nix::kmod::finit_module(&f, &params, nix::kmod::ModuleInitFlags::empty()).map_err(|e| e.desc().to_string())
+    });
     rep.loaded = loaded_helper_ports(sys);
     rep.action = match r {
         Ok(()) => "reloaded".into(),

@@ -8,7 +8,8 @@ const NET: &str = "[[interfaces]]\nname = \"eth0\"\naddresses = [\"192.0.2.2/24\
 
 fn ok(src: &str) -> crate::config::Config {
     let text = format!("{NET}{src}");
-    parse(&text, "t.toml").unwrap_or_else(|e| panic!("{}", e.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")))
+    parse(&text, "t.toml")
+        .unwrap_or_else(|e| panic!("{}", e.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")))
 }
 
 fn errs(src: &str) -> Vec<ConfigError> {
@@ -209,24 +210,30 @@ fwmark_rules = [{ destination = "2001:db8::1", ports = [1] }]
 
 #[test]
 fn ftp_mistakes_are_explained() {
-    let e = errs(r#"
+    let e = errs(
+        r#"
 [[services]]
 ftp = { vip = "192.0.2.111" }
-"#);
+"#,
+    );
     has(&e, "services[0].ftp", "add `fwmark = N`");
     has(&e, "services[0].ftp", "missing `passive_ports`");
     assert!(!e.iter().any(|e| e.message.contains("needs an `address`")), "no second, vaguer error: {e:#?}");
-    let e = errs(r#"
+    let e = errs(
+        r#"
 [[services]]
 fwmark = 3
 address = "192.0.2.111:21"
 ftp = { vip = "192.0.2.111", control_port = 0, passive_ports = "8000-10000" }
-"#);
+"#,
+    );
     has(&e, "services[0].address", "drop `address`");
     has(&e, "services[0].ftp.control_port", "port 0");
-    let e = errs("[[services]]\nfwmark = 3\nftp = { vip = \"192.0.2.111\", passive_ports = \"8000-10000\", pasv = 1 }\n");
+    let e =
+        errs("[[services]]\nfwmark = 3\nftp = { vip = \"192.0.2.111\", passive_ports = \"8000-10000\", pasv = 1 }\n");
     has(&e, "services[0].ftp.pasv", "unknown field");
-    let e = errs(r#"
+    let e = errs(
+        r#"
 [ipvs.sysctl]
 conntrack = false
 [[services]]
@@ -236,7 +243,8 @@ ftp = { vip = "192.0.2.111", passive_ports = "8000-10000" }
 [[services.reals]]
 address = "10.78.0.21"
 forwarding = "dr"
-"#);
+"#,
+    );
     has(&e, "services[0].fwmark", "drop `fwmark`");
     has(&e, "services[0].ftp.passive_ports", "passive_ports is for dr and tun");
     has(&e, "ipvs.sysctl.conntrack", "through conntrack");

@@ -77,10 +77,8 @@ impl Nft {
             .map_err(|e| NftError::Socket(e.into()))?;
         // Sequence numbers start from the clock so a restarted lbd never
         // mistakes a stale answer for its own.
-        let seq = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as u32)
-            .unwrap_or(1);
+        let seq =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(1);
         Ok(Nft { sock, seq, rbuf: vec![0; DATAGRAM] })
     }
 

@@ -598,7 +598,13 @@ pub fn batch_begin() -> Msg {
 
 /// `NFNL_MSG_BATCH_END`.
 pub fn batch_end() -> Msg {
-    Msg { ty: NFNL_MSG_BATCH_END, flags: flags::REQUEST, family: nfproto::UNSPEC, res_id: NFNL_SUBSYS_NFTABLES, attrs: Vec::new() }
+    Msg {
+        ty: NFNL_MSG_BATCH_END,
+        flags: flags::REQUEST,
+        family: nfproto::UNSPEC,
+        res_id: NFNL_SUBSYS_NFTABLES,
+        attrs: Vec::new(),
+    }
 }
 
 const CHANGE: u16 = flags::REQUEST | flags::ACK;
@@ -759,9 +765,10 @@ impl Frame {
     /// The sequence number.
     pub fn seq(&self) -> u32 {
         match self {
-            Frame::Object { seq, .. } | Frame::Error { seq, .. } | Frame::Done { seq, .. } | Frame::Other { seq, .. } => {
-                *seq
-            }
+            Frame::Object { seq, .. }
+            | Frame::Error { seq, .. }
+            | Frame::Done { seq, .. }
+            | Frame::Other { seq, .. } => *seq,
         }
     }
 }
@@ -777,11 +784,9 @@ fn decode_object(ty: u16, family: u8, attrs: &[u8]) -> Result<Option<Object>, De
     let a = Attrs::parse(attrs)?;
     let s = |t| a.string(t).unwrap_or_default();
     Ok(Some(match MsgType::from_u8(ty & 0xff) {
-        Some(MsgType::NewTable) => Object::Table {
-            family,
-            name: s(attr::TABLE_NAME),
-            flags: a.u32_be(attr::TABLE_FLAGS).unwrap_or(0),
-        },
+        Some(MsgType::NewTable) => {
+            Object::Table { family, name: s(attr::TABLE_NAME), flags: a.u32_be(attr::TABLE_FLAGS).unwrap_or(0) }
+        }
         Some(MsgType::NewChain) => {
             let hook = match a.get(attr::CHAIN_HOOK) {
                 Some(h) => {

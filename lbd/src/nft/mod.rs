@@ -215,7 +215,9 @@ pub fn read(nft: &mut client::Nft) -> Result<Option<KernelTable>, client::NftErr
         .dump(&codec::dump_rules(FAMILY, TABLE))?
         .into_iter()
         .filter_map(|o| match o {
-            Object::Rule { table, chain, exprs, family, .. } if table == TABLE && family == FAMILY => Some((chain, exprs)),
+            Object::Rule { table, chain, exprs, family, .. } if table == TABLE && family == FAMILY => {
+                Some((chain, exprs))
+            }
             _ => None,
         })
         .collect();

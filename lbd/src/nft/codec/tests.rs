@@ -53,7 +53,13 @@ fn del_table_fixture() {
 
 #[test]
 fn new_chain_fixture_prerouting_mangle() {
-    let c = BaseChain { name: "prerouting".into(), hook: HOOK_PREROUTING, priority: PRIORITY_MANGLE, kind: "filter".into(), policy: POLICY_ACCEPT };
+    let c = BaseChain {
+        name: "prerouting".into(),
+        hook: HOOK_PREROUTING,
+        priority: PRIORITY_MANGLE,
+        kind: "filter".into(),
+        policy: POLICY_ACCEPT,
+    };
     #[rustfmt::skip]
     let want: &[u8] = &[
         0x58, 0, 0, 0,          // len 88
@@ -215,7 +221,9 @@ fn table_and_chain_replies_decode() {
     new_chain(nfproto::INET, "lvsbox", &c).encode_into(4, &mut b);
     let f = parse_datagram(&b).unwrap();
     assert_eq!(f.len(), 2);
-    assert!(matches!(&f[0], Frame::Object { obj: Object::Table { name, flags: 0, family: 1 }, .. } if name == "lvsbox"));
+    assert!(
+        matches!(&f[0], Frame::Object { obj: Object::Table { name, flags: 0, family: 1 }, .. } if name == "lvsbox")
+    );
     match &f[1] {
         Frame::Object { obj: Object::Chain { hook, kind, policy, .. }, .. } => {
             assert_eq!(*hook, Some((0, -150)));
