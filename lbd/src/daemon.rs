@@ -209,16 +209,19 @@ impl Daemon {
         if !self.opts.manage_system {
             return None;
         }
-        let rules = {
-            let s = self.lock();
-            if matches!(s.cfg_state, CfgState::Invalid { .. }) {
-                return None;
-            }
-            crate::fwmark::config::mark_rules(&s.cfg)
-        };
         let fw = self.fw.clone();
-        let r = tokio::task::spawn_blocking(move || {
+        let state = self.state.clone();
+        tokio::task::spawn_blocking(move || {
             let mut g = fw.lock().unwrap_or_else(|p| p.into_inner());
+            // The rules are read under the firewall lock: a repair pass that
+            // waited for an apply's write cannot put the old rules back.
+            let rules = {
+                let s = state.lock().unwrap_or_else(|p| p.into_inner());
+                if matches!(s.cfg_state, CfgState::Invalid { .. }) {
+                    return None;
+                }
+                crate::fwmark::config::mark_rules(&s.cfg)
+            };
             let r = g.firewall.sync(&rules);
             let was = g.last.as_ref().and_then(|(_, l)| l.error.clone());
             match (&r.error, r.action) {
@@ -232,11 +235,11 @@ impl Daemon {
                 _ => {}
             }
             g.last = Some((Instant::now(), r.clone()));
-            r
+            Some(r)
         })
         .await
-        .ok()?;
-        Some(r)
+        .ok()
+        .flatten()
     }
 
     /// Loads `ip_vs_ftp` with the config's ports if the running one differs.
