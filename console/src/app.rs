@@ -487,6 +487,7 @@ fn cmd_kind(c: &Command) -> &'static str {
         Command::HistoryGet { .. } => "history_get",
         Command::Net => "net",
         Command::Vrrp => "vrrp",
+        Command::Fwmark => "fwmark",
         Command::VrrpMaintenance { .. } => "vrrp_maintenance",
         Command::Checks => "checks",
         Command::RealOverride { .. } => "real_override",

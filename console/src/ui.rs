@@ -548,8 +548,19 @@ fn fmt_ms(ms: u64) -> String {
 fn draw_services(app: &App, th: &Th, f: &mut Frame, area: Rect) {
     let wide = area.width >= 120;
     if let Some(i) = app.svc_open {
-        let Some(svc) = app.view_cfg().and_then(|c| c.services.get(i)) else { return };
+        let Some(cfg) = app.view_cfg() else { return };
+        let Some(svc) = cfg.services.get(i) else { return };
         let d = lbd::reconcile::desired_service(svc);
+        // What an `ftp` shorthand expands to, and the mark rules lbd writes for it.
+        let expanded = lbd::fwmark::config::expand(svc);
+        let mut marks: Vec<String> = lbd::fwmark::config::generated(cfg)
+            .into_iter()
+            .filter(|g| g.service == i)
+            .map(|g| format!(" mark: {}  ({})", g.rule.nft_text(), g.origin))
+            .collect();
+        if lbd::fwmark::config::is_nat_ftp(svc) {
+            marks.push(" ftp: the kernel's helper ip_vs_ftp rewrites the PASV replies (no marks)".into());
+        }
         let rows = app.real_rows(i);
         let head = if wide {
             format!(
@@ -610,20 +621,19 @@ fn draw_services(app: &App, th: &Th, f: &mut Frame, area: Rect) {
                 }
             })
             .collect();
-        let mut l = vec![
-            Line::from(format!(
-                "{}  sched {}  fwd {}  persistence {}",
-                d.svc.key,
-                svc.scheduler,
-                svc.forwarding,
-                svc.persistence.as_ref().map(|p| format!("{} s", p.timeout)).unwrap_or_else(|| "none".into())
-            )),
-            Line::styled(format!(" {head}"), th.bold()),
-        ];
+        let mut l = vec![Line::from(format!(
+            "{}  sched {}  fwd {}  persistence {}",
+            d.svc.key,
+            svc.scheduler,
+            svc.forwarding,
+            expanded.persistence.as_ref().map(|p| format!("{} s", p.timeout)).unwrap_or_else(|| "none".into())
+        ))];
+        l.extend(marks.iter().map(|m| Line::from(m.clone())));
+        l.push(Line::styled(format!(" {head}"), th.bold()));
         if items.is_empty() {
             l.push(Line::from(" no real servers: a = add one"));
         }
-        let h = area.height.saturating_sub(4) as usize;
+        let h = area.height.saturating_sub(4 + marks.len() as u16) as usize;
         l.extend(list_lines(&items, Some(app.real_sel), h, th));
         f.render_widget(Paragraph::new(l).block(th.block(format!(" Service {} ", svc.label()))), area);
         return;

@@ -135,6 +135,40 @@ fn dashboard_shows_invalid_config_errors_prominently() {
 }
 
 #[test]
+fn ftp_service_detail_shows_its_expansion() {
+    let cfg = common::CFG.to_string()
+        + r#"
+[[services]]
+name = "ftp"
+fwmark = 300
+ftp = { vip = "192.168.100.111", passive_ports = "10000-10100" }
+[[services.reals]]
+address = "192.168.100.31"
+"#;
+    let cfg = cfg.replace(
+        "hostname = \"lb1\"",
+        &format!("hostname = \"lb1\"\nconsole_password = \"{}\"", common::test_hash(PW)),
+    );
+    let mut h = Harness::new("s-ftp", Some(&cfg));
+    h.login(PW);
+    h.wait(500);
+    h.key(KeyCode::Char('2'));
+    h.key(KeyCode::Down);
+    h.key(KeyCode::Enter);
+    both(&h, |s, w, _| {
+        s.has("Service ftp");
+        s.has("FWM 300  sched wlc  fwd dr  persistence 360 s");
+        s.has("mark: ip daddr 192.168.100.111 tcp dport 21 meta mark set 0x12c");
+        s.has("mark: ip daddr 192.168.100.111 tcp dport 10000-10100 meta mark set 0x12c");
+        if w >= 120 {
+            s.has("(services[1].ftp.control_port)");
+            s.has("(services[1].ftp.passive_ports)");
+        }
+        s.row_of("192.168.100.31");
+    });
+}
+
+#[test]
 fn services_table_and_detail() {
     let mut h = logged_in("s-svc");
     h.key(KeyCode::Char('2'));

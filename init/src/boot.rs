@@ -6,7 +6,8 @@
 //! 3. coldplug: load drivers for the devices present (bounded rounds)
 //! 4. find the config partition (bounded wait), load its fs module, mount it,
 //!    parse the config (missing/invalid → safe defaults, said loudly)
-//! 5. modules.load (ip_vs gets `conn_tab_bits` from the config), coldplug again
+//! 5. modules.load (ip_vs gets `conn_tab_bits`, ip_vs_ftp `ports` from the
+//!    config), coldplug again
 //! 6. hostname, sysctls from the config
 //! 7. network from the config (lbd::net in a current-thread tokio runtime)
 
@@ -186,19 +187,21 @@ pub fn modules_and_config(cmd: &Cmdline, report: &mut BootReport) -> Config {
     let (cfg, creport) = read_config(cmd, &mut loader);
     report.config = Some(creport);
 
-    // modules.load, with the config's ip_vs parameter.
+    // modules.load, with the config's module parameters.
     let entries = kmod::parse_load(&std::fs::read_to_string(root.join("modules.load")).unwrap_or_default());
     for e in &entries {
         let mut params = e.params.clone();
-        if let Some(bits) = cfg.ipvs.conn_tab_bits.filter(|_| e.name == "ip_vs") {
-            params = format!("{params} conn_tab_bits={bits}").trim().to_string();
+        if let Some(p) = config_params(&cfg, &e.name) {
+            params = format!("{params} {p}").trim().to_string();
         }
         if !params.is_empty() {
             loader.params.insert(e.name.clone(), params);
         }
     }
-    if let Some(bits) = cfg.ipvs.conn_tab_bits {
-        loader.params.entry("ip_vs".into()).or_insert_with(|| format!("conn_tab_bits={bits}"));
+    for m in ["ip_vs", "ip_vs_ftp"] {
+        if let Some(p) = config_params(&cfg, m) {
+            loader.params.entry(m.into()).or_insert(p);
+        }
     }
     for e in &entries {
         match loader.load(&e.name) {
@@ -229,6 +232,18 @@ pub fn modules_and_config(cmd: &Cmdline, report: &mut BootReport) -> Config {
     report.modules_loaded = loader.loaded.clone();
     report.module_failures = loader.failures.clone();
     cfg
+}
+
+/// Module parameters the config sets: `ip_vs conn_tab_bits=N` and, with a
+/// NAT ftp service, `ip_vs_ftp ports=21,...` (the kernel's FTP helper
+/// watches those virtual ports). Both are read-only once the module is
+/// loaded, so they are given at load time.
+pub fn config_params(cfg: &Config, module: &str) -> Option<String> {
+    match module {
+        "ip_vs" => cfg.ipvs.conn_tab_bits.map(|b| format!("conn_tab_bits={b}")),
+        "ip_vs_ftp" => lbd::fwmark::config::helper_param(cfg),
+        _ => None,
+    }
 }
 
 fn read_config(cmd: &Cmdline, loader: &mut Loader<SysKmod>) -> (Config, ConfigReport) {
@@ -377,4 +392,23 @@ pub fn plan(cmd: &Cmdline, cfg: &Config, lbd: bool) -> Plan {
         None => None,
     };
     Plan { lbd, consoles, shell }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_parameters_come_from_the_config() {
+        let cfg = lbd::config::parse(
+            "[ipvs]\nconn_tab_bits = 14\n[[services]]\nforwarding = \"nat\"\nftp = { vip = \"192.0.2.1\", control_port = 2121 }\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(config_params(&cfg, "ip_vs").as_deref(), Some("conn_tab_bits=14"));
+        assert_eq!(config_params(&cfg, "ip_vs_ftp").as_deref(), Some("ports=21,2121"));
+        assert_eq!(config_params(&cfg, "ip_vs_rr"), None);
+        let plain = Config::default();
+        assert_eq!(config_params(&plain, "ip_vs_ftp"), None, "no NAT ftp: the module's default (21)");
+    }
 }

@@ -124,6 +124,17 @@ pub struct Daemon {
     health: HealthEngine,
     /// Where the operator's overrides are kept.
     overrides: Arc<crate::health::overrides::Store>,
+    /// The fwmark rules (nftables table `inet lvsbox`) and the FTP helper.
+    fw: Arc<Mutex<FwState>>,
+}
+
+/// lbd's side of the fwmark rules: the nf_tables handle and what the last
+/// sync found.
+#[derive(Default)]
+struct FwState {
+    firewall: crate::fwmark::Firewall,
+    last: Option<(Instant, crate::nft::SyncReport)>,
+    helper: Option<crate::fwmark::HelperReport>,
 }
 
 fn now_s() -> u64 {
@@ -245,6 +256,7 @@ impl Daemon {
             vrrp,
             health,
             overrides: Arc::new(overrides),
+            fw: Arc::new(Mutex::new(FwState::default())),
         };
         if !matches!(d.lock().cfg_state, CfgState::Invalid { .. }) {
             let o = d.lock().overlay.clone();
@@ -428,6 +440,129 @@ impl Daemon {
         })
     }
 
+    /// Makes the nftables table `inet lvsbox` match the config's mark rules:
+    /// read, compare, and write only a difference (in one batch), or delete
+    /// the table when the config has no rules. Skipped while the config on
+    /// the box is invalid or missing (the rules stay as they are, like IPVS) and in
+    /// simulation (`manage_system` off: never touch the host).
+    pub async fn sync_firewall(&self) -> Option<crate::nft::SyncReport> {
+        if !self.opts.manage_system {
+            return None;
+        }
+        let fw = self.fw.clone();
+        let state = self.state.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut g = fw.lock().unwrap_or_else(|p| p.into_inner());
+            // The rules are read under the firewall lock: a repair pass that
+            // waited for an apply's write cannot put the old rules back.
+            let rules = {
+                let s = state.lock().unwrap_or_else(|p| p.into_inner());
+                if s.cfg_state.paused() {
+                    return None;
+                }
+                crate::fwmark::config::mark_rules(&s.cfg)
+            };
+            let r = g.firewall.sync(&rules);
+            let was = g.last.as_ref().and_then(|(_, l)| l.error.clone());
+            match (&r.error, r.action) {
+                (Some(e), _) if was.as_ref() != Some(e) => warn!("fwmark rules: {e}"),
+                (None, crate::nft::Action::Replace) => {
+                    info!("fwmark rules: table inet {} written ({} rule(s))", crate::nft::TABLE, rules.len())
+                }
+                (None, crate::nft::Action::Delete) => {
+                    info!("fwmark rules: table inet {} deleted (no rules configured)", crate::nft::TABLE)
+                }
+                _ => {}
+            }
+            g.last = Some((Instant::now(), r.clone()));
+            Some(r)
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    /// Loads `ip_vs_ftp` with the config's ports if the running one differs.
+    async fn sync_helper(&self) {
+        if !self.opts.manage_system {
+            return;
+        }
+        let wanted = crate::fwmark::config::helper_ports(&self.lock().cfg);
+        let fw = self.fw.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let r = crate::fwmark::ensure_helper(wanted);
+            match r.action.as_str() {
+                "none" => {}
+                "reloaded" => info!("ip_vs_ftp loaded with ports {:?}", r.loaded.clone().unwrap_or_default()),
+                why => warn!("ip_vs_ftp: {why}"),
+            }
+            fw.lock().unwrap_or_else(|p| p.into_inner()).helper = Some(r);
+        })
+        .await;
+    }
+
+    /// The fwmark rules the config generates, the table as lbd writes it,
+    /// what the ftp shorthands expand to, and the kernel's state.
+    fn fwmark(&self) -> Value {
+        let s = self.lock();
+        let gen_ = crate::fwmark::config::generated(&s.cfg);
+        let rules: Vec<crate::nft::MarkRule> = gen_.iter().map(|g| g.rule.clone()).collect();
+        let services: Vec<Value> = s
+            .cfg
+            .services
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.ftp.is_some() || !c.fwmark_rules.is_empty())
+            .map(|(i, c)| {
+                let e = crate::fwmark::config::expand(c);
+                let d = reconcile::desired_service(c);
+                json!({
+                    "index": i,
+                    "label": c.label(),
+                    "ftp": c.ftp,
+                    "forwarding": c.forwarding,
+                    "service": d.svc.key.to_string(),
+                    "persistence": e.persistence.as_ref().map(|p| p.timeout),
+                    "helper": crate::fwmark::config::is_nat_ftp(c),
+                })
+            })
+            .collect();
+        let fw = self.fw.lock().unwrap_or_else(|p| p.into_inner());
+        let kernel = fw.last.as_ref().map(|(t, r)| json!({ "ago_ms": t.elapsed().as_millis() as u64, "sync": r }));
+        let helper = json!({
+            "wanted": crate::fwmark::config::helper_ports(&s.cfg),
+            "loaded": crate::fwmark::loaded_helper_ports(std::path::Path::new(crate::fwmark::HELPER_SYS)),
+            "last": fw.helper,
+        });
+        let mut text = crate::nft::table_text(&rules);
+        for g in &gen_ {
+            text.push_str(&format!("# {}: {} ({})\n", g.origin, g.rule.nft_text(), g.label));
+        }
+        match &fw.last {
+            _ if !self.opts.manage_system => text.push_str("# kernel: not managed (simulation)\n"),
+            Some((_, r)) if r.in_sync => text.push_str("# kernel: in sync\n"),
+            Some((_, r)) => text.push_str(&format!("# kernel: NOT in sync: {}\n", r.error.clone().unwrap_or_default())),
+            None => text.push_str("# kernel: not read yet\n"),
+        }
+        json!({
+            "table": format!("inet {}", crate::nft::TABLE),
+            "managed": self.opts.manage_system,
+            "rules": gen_.iter().map(|g| json!({
+                "service": g.label,
+                "origin": g.origin,
+                "mark": g.rule.mark,
+                "destination": g.rule.daddr,
+                "protocol": crate::nft::MarkRule::proto_label(g.rule.proto),
+                "ports": if g.rule.ports.0 == g.rule.ports.1 { g.rule.ports.0.to_string() } else { format!("{}-{}", g.rule.ports.0, g.rule.ports.1) },
+                "nft": g.rule.nft_text(),
+            })).collect::<Vec<_>>(),
+            "services": services,
+            "kernel": kernel,
+            "ftp_helper": helper,
+            "text": text,
+        })
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -529,7 +664,10 @@ impl Daemon {
         info!("config applied ({} bytes)", text.len());
         release_free_memory();
         let system = if self.opts.manage_system { Some(self.apply_system().await) } else { None };
+        self.sync_helper().await;
         let report = self.reconcile_mode(Mode::Fast).await;
+        // Marks after the services: marked traffic always finds its fwmark service.
+        let fwmark = self.sync_firewall().await;
         if let Some(secs) = confirm_within {
             let me = self.clone();
             tokio::spawn(async move {
@@ -541,6 +679,7 @@ impl Daemon {
             "persisted": self.store.path(),
             "system": system,
             "reconcile": report,
+            "fwmark": fwmark,
             "confirm_within": confirm_within,
         }))
     }
@@ -731,6 +870,10 @@ impl Daemon {
             },
             "ipvs": ipvs,
             "kernel": { "services": services, "reals": dests },
+            "fwmark": {
+                "rules": crate::fwmark::config::mark_rules(&s.cfg).len(),
+                "last": self.fw.lock().unwrap_or_else(|p| p.into_inner()).last.as_ref().map(|(_, r)| r.clone()),
+            },
             "reconcile": { "passes": s.passes, "interval_ms": self.opts.interval.as_millis() as u64, "last": last,
                            "paused": s.cfg_state.paused() },
         })
@@ -891,6 +1034,7 @@ impl Daemon {
             Command::Vrrp => Response::ok(id, self.vrrp.status().await),
             Command::Checks => Response::ok(id, self.checks()),
             Command::RealOverride { service, real, action } => done(self.set_override(&service, &real, action).await),
+            Command::Fwmark => Response::ok(id, self.fwmark()),
             Command::VrrpMaintenance { target, on } => match self.vrrp.maintenance(&target, on).await {
                 Ok(v) => Response::ok(id, v),
                 Err(e) => Response::err(id, e),
@@ -988,6 +1132,9 @@ pub async fn run(opts: Options, kernel: Box<dyn Kernel>, ring: LogRing) -> anyho
     let d = Daemon::new(opts, kernel, ring);
     d.recover_pending().await;
     d.reconcile().await;
+    d.sync_helper().await;
+    // Adopt the table left by the previous run when it matches (no write).
+    d.sync_firewall().await;
 
     let _ = std::fs::remove_file(&sock);
     let listener = tokio::net::UnixListener::bind(&sock)?;
@@ -1005,6 +1152,7 @@ pub async fn run(opts: Options, kernel: Box<dyn Kernel>, ring: LogRing) -> anyho
         loop {
             t.tick().await;
             rec.reconcile().await;
+            rec.sync_firewall().await;
         }
     });
 

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod ctl;
 pub mod daemon;
+pub mod fwmark;
 pub mod health;
 pub mod import;
 pub mod initctl;
@@ -12,6 +13,7 @@ pub mod ipvsadm;
 pub mod kernel;
 pub mod logring;
 pub mod net;
+pub mod nft;
 pub mod paths;
 pub mod reconcile;
 pub mod store;

@@ -16,6 +16,7 @@ const USAGE: &str = "usage:
   lbd ctl [--socket PATH] COMMAND
 commands for ctl:
   ping | status | services | net | config | history | logs [N] | zero
+  fwmark [--json]                 (mark rules, the nftables table inet lvsbox, the FTP helper)
   weight SERVICE REAL WEIGHT      (SERVICE: name, [tcp|udp|sctp] ADDR:PORT, or fwmark N)
   list [--stats|--rate|--thresholds|--persistent-conn|--tun-info|-S|-c|--timeout|--daemon] [--exact]
   validate FILE | apply FILE [--confirm-within SECONDS] | confirm | rollback
@@ -171,6 +172,10 @@ fn ctl(args: &[String]) -> ExitCode {
         }
         Some("history") => Command::History,
         Some("net") => Command::Net,
+        Some("fwmark") => {
+            text_out = !take_flag(&mut args, &["--json"]);
+            Command::Fwmark
+        }
         Some("zero") => Command::Zero,
         Some("weight") => match (args.get(1), args.get(2), args.get(3).and_then(|w| w.parse().ok())) {
             (Some(service), Some(real), Some(weight)) => {

@@ -128,6 +128,8 @@ fn service_key(s: &config::Service) -> ServiceKey {
 
 /// The kernel form of one configured service.
 pub fn desired_service(s: &config::Service) -> DesiredService {
+    // The `ftp` shorthand programs the service it expands to.
+    let s = &*crate::fwmark::config::expand(s);
     let key = service_key(s);
     let v4 = s.family() == Family::Ipv4;
     let mut flags = 0;

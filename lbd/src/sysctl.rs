@@ -48,6 +48,10 @@ pub fn from_config(cfg: &Config) -> Vec<Sysctl> {
     for (name, value) in cfg.ipvs.sysctl.entries() {
         out.push(Sysctl::new(format!("net.ipv4.vs.{name}"), value));
     }
+    // NAT FTP: the kernel's helper rewrites PASV replies through conntrack.
+    if cfg.ipvs.sysctl.conntrack.is_none() && crate::fwmark::config::helper_ports(cfg).is_some() {
+        out.push(Sysctl::new("net.ipv4.vs.conntrack", 1));
+    }
     out
 }
 

@@ -98,6 +98,45 @@ fn apply_programs_the_kernel_and_persists() {
 }
 
 #[test]
+fn ftp_shorthand_is_programmed_as_a_persistent_fwmark_service_and_shown_expanded() {
+    let env = Env::new("ftp");
+    let cfg = r#"
+[[services]]
+name = "ftp"
+fwmark = 300
+scheduler = "wrr"
+ftp = { vip = "192.0.2.111", passive_ports = "8000-10000" }
+[[services.reals]]
+address = "10.0.0.34"
+[[services.reals]]
+address = "10.0.0.35"
+"#;
+    rt().block_on(async {
+        let d = env.daemon();
+        let r = call(&d, Command::Apply { text: cfg.into(), confirm_within: None }).await;
+        assert!(r.ok, "{r:?}");
+        let rules = call(&d, Command::List { view: View::Rules, exact: false }).await.data.unwrap();
+        let rules = rules.as_str().unwrap();
+        assert!(rules.contains("-A -f 300 -s wrr -p 360"), "persistent fwmark service, 360 s: {rules}");
+        let f = call(&d, Command::Fwmark).await;
+        assert!(f.ok, "{f:?}");
+        let f = f.data.unwrap();
+        assert_eq!(f["rules"].as_array().unwrap().len(), 2, "{f}");
+        assert_eq!(f["rules"][0]["nft"], "ip daddr 192.0.2.111 tcp dport 21 meta mark set 0x12c");
+        assert_eq!(f["rules"][1]["origin"], "services[0].ftp.passive_ports");
+        assert_eq!(f["services"][0]["persistence"], 360);
+        assert_eq!(f["managed"], false);
+        let text = f["text"].as_str().unwrap();
+        assert!(text.contains("table inet lvsbox {"), "{text}");
+        assert!(text.contains("type filter hook prerouting priority mangle; policy accept;"), "{text}");
+        assert!(text.contains("ip daddr 192.0.2.111 tcp dport 8000-10000 meta mark set 0x12c"), "{text}");
+        assert!(text.contains("not managed (simulation)"), "{text}");
+        let s = call(&d, Command::Status).await.data.unwrap();
+        assert_eq!(s["fwmark"]["rules"], 2);
+    });
+}
+
+#[test]
 fn invalid_config_changes_nothing_and_lists_every_error() {
     let env = Env::new("invalid");
     rt().block_on(async {

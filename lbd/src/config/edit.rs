@@ -161,12 +161,15 @@ pub fn find_real(cfg: &Config, service: &str, real: &str) -> Result<(usize, usiz
                     crate::config::Protocol::Tcp
                 };
                 let e: crate::config::Endpoint = addr.parse().ok()?;
-                cfg.services.iter().position(|s| s.address == Some(e) && s.protocol == proto)
+                cfg.services.iter().position(|s| {
+                    let s = crate::fwmark::config::expand(s);
+                    s.address == Some(e) && s.protocol == proto
+                })
             }
             _ => None,
         })
         .ok_or_else(|| format!("no service `{sel}` in the config (use its name, `tcp ADDR:PORT` or `fwmark N`)"))?;
-    let s = &cfg.services[i];
+    let s = &*crate::fwmark::config::expand(&cfg.services[i]);
     let e: crate::config::Endpoint = real.trim().parse()?;
     let sport = s.address.and_then(|a| a.port).unwrap_or(0);
     let j = s

@@ -305,6 +305,14 @@ pub struct Service {
     /// Real servers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reals: Vec<Real>,
+    /// Traffic this fwmark service catches: lbd marks it with `fwmark`
+    /// (nftables table `inet lvsbox`). See `lbd/src/fwmark/config.rs`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fwmark_rules: Vec<crate::fwmark::config::MarkMatch>,
+    /// FTP shorthand: the control port and passive range as one persistent
+    /// fwmark service (DR/TUN), or the kernel's FTP helper (NAT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ftp: Option<crate::fwmark::config::Ftp>,
 }
 
 impl Default for Service {
@@ -326,16 +334,20 @@ impl Default for Service {
             inhibit_on_failure: false,
             check: None,
             reals: Vec::new(),
+            fwmark_rules: Vec::new(),
+            ftp: None,
         }
     }
 }
 
 impl Service {
-    /// The service's family: from its address, or `family` for fwmark services.
+    /// The service's family: from its address, or `family` for fwmark
+    /// services (an `ftp` service without `family`: its VIP's).
     pub fn family(&self) -> Family {
-        match &self.address {
-            Some(e) => Family::of(&e.addr),
-            None => self.family.unwrap_or(Family::Ipv4),
+        match (&self.address, &self.ftp) {
+            (Some(e), _) => Family::of(&e.addr),
+            (None, Some(f)) if self.family.is_none() || self.forwarding == Forwarding::Nat => Family::of(&f.vip),
+            _ => self.family.unwrap_or(Family::Ipv4),
         }
     }
     /// Human label: the name, else `tcp 192.0.2.1:80` / `fwmark 300`.
@@ -343,9 +355,12 @@ impl Service {
         if let Some(n) = &self.name {
             return n.clone();
         }
-        match (&self.address, self.fwmark) {
-            (Some(a), _) => format!("{} {}", self.protocol, a),
-            (None, Some(m)) => format!("fwmark {m}"),
+        match (&self.address, self.fwmark, &self.ftp) {
+            (Some(a), _, _) => format!("{} {}", self.protocol, a),
+            (None, _, Some(f)) if self.forwarding == Forwarding::Nat => {
+                format!("tcp {}", Endpoint { addr: f.vip, port: Some(f.control_port) })
+            }
+            (None, Some(m), _) => format!("fwmark {m}"),
             _ => "service".into(),
         }
     }

@@ -253,9 +253,7 @@ impl<'t, 'i> Tbl<'t, 'i> {
 /// Names that later lvsbox features use: say so instead of just "unknown".
 fn hint(name: &str) -> &'static str {
     match name {
-        "vrrp" | "vrrp_instance" | "checks" | "health_check" | "ftp" | "fwmark_rules" => {
-            " (not supported by this lvsbox version)"
-        }
+        "vrrp" | "vrrp_instance" | "checks" | "health_check" => " (not supported by this lvsbox version)",
         _ => "",
     }
 }
@@ -405,6 +403,9 @@ fn read_service(cx: &mut Cx<'_>, mut t: Tbl<'_, '_>) -> Option<Service> {
         inhibit_on_failure: t.or(cx, "inhibit_on_failure", false),
         check: t.sub(cx, "check", crate::health::config::read_check), // health checks (lbd/src/health/config.rs)
         reals: t.list(cx, "reals", read_real),
+        // The fwmark feature reads its own keys (lbd/src/fwmark/config.rs).
+        fwmark_rules: t.list(cx, "fwmark_rules", crate::fwmark::config::read_rule),
+        ftp: t.sub(cx, "ftp", crate::fwmark::config::read_ftp).flatten(),
     };
     t.finish(cx);
     Some(s)

@@ -12,6 +12,7 @@ pub(super) fn validate(cfg: &Config, cx: &mut Cx<'_>) {
     ipvs(cfg, cx);
     network(cfg, cx);
     services(cfg, cx);
+    crate::fwmark::config::validate(cfg, cx); // fwmark rules and ftp (lbd/src/fwmark/config.rs)
     crate::vrrp::config::validate(cfg, cx); // VRRP (lbd/src/vrrp/config.rs)
     crate::health::config::validate(cfg, cx); // health checks (lbd/src/health/config.rs)
 }
@@ -202,14 +203,17 @@ fn services(cfg: &Config, cx: &mut Cx<'_>) {
         .collect();
     let have_network = cfg.interfaces.iter().any(|i| !i.addresses.is_empty());
     let mut keys: HashMap<Key, usize> = HashMap::new();
-    let mut names: HashMap<&str, usize> = HashMap::new();
+    let mut names: HashMap<String, usize> = HashMap::new();
     for (i, s) in cfg.services.iter().enumerate() {
         let p = format!("services[{i}]");
+        // An `ftp` service is checked as the service it expands to.
+        let expanded = crate::fwmark::config::expand(s);
+        let s = &*expanded;
         if let Some(n) = &s.name {
             if n.is_empty() || n.len() > 64 || n.chars().any(|c| c.is_control()) {
                 cx.error(&format!("{p}.name"), "a name must be 1 to 64 printable characters");
             }
-            if let Some(prev) = names.insert(n, i) {
+            if let Some(prev) = names.insert(n.clone(), i) {
                 cx.error(&format!("{p}.name"), format!("name `{n}` is already used by services[{prev}]"));
             }
         }
@@ -219,7 +223,9 @@ fn services(cfg: &Config, cx: &mut Cx<'_>) {
                 None
             }
             (None, None) => {
-                cx.error(&p, "a service needs an `address` (ip:port) or a `fwmark`");
+                if s.ftp.is_none() {
+                    cx.error(&p, "a service needs an `address` (ip:port) or a `fwmark`");
+                } // else: the ftp checks say what is missing
                 None
             }
             (Some(a), None) => {

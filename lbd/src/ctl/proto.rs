@@ -152,6 +152,10 @@ pub enum Command {
         /// What to do.
         action: OverrideAction,
     },
+    /// Firewall-mark rules: what the config generates (ftp shorthands
+    /// expanded), the nftables table lbd writes, whether the kernel has it,
+    /// and the `ip_vs_ftp` helper's ports.
+    Fwmark,
     /// VRRP maintenance: hand over and stay backup (`on`), or resume.
     VrrpMaintenance {
         /// An instance or sync group name.
