@@ -2,9 +2,9 @@
 //! in namespaces; their services are stopped, frozen, answer 503 or the
 //! wrong body, and come back, and the IPVS table (read with ipvsadm in the
 //! guest) follows within the bound (`delay_loop + connect_timeout ×
-//! (retry + 1)` + 1 s; the checks use `delay_before_retry = 0.5`, so lbd's
-//! documented worst case, which adds `retry × delay_before_retry`, fits in
-//! it) while nothing else in the table changes. Also: the sorry
+//! (retry + 1)` + 1 s; lbd's documented worst case adds `retry ×
+//! delay_before_retry`, so the first test retries at once and the second
+//! uses 0.5 s within a 1 s period) while nothing else in the table changes. Also: the sorry
 //! server takes over when the quorum is lost, a healthy pool makes no
 //! transition in 60 s, and a check through the VIP (per-real fwmark) fails a
 //! real whose VIP is taken off its `lo` while a plain TCP check keeps it, and
@@ -110,6 +110,11 @@ fn failed_reals_leave_and_return_within_the_bound() -> Result<()> {
 [system]
 hostname = "lb-checks"
 {net}
+# Connections (and clients reusing a port) of a real that left are
+# rescheduled instead of dropped until their entry expires.
+[ipvs.sysctl]
+expire_nodest_conn = true
+
 [[vips]]
 address = "10.77.0.100"
 interface = "eth0"
@@ -118,7 +123,7 @@ interface = "eth0"
 name = "web"
 address = "10.77.0.100:80"
 scheduler = "rr"
-check = {{ type = "http", path = "/", regex = "^rs[0-9]", delay_loop = 2, connect_timeout = 1, retry = 1, delay_before_retry = 0.5 }}
+check = {{ type = "http", path = "/", regex = "^rs[0-9]", delay_loop = 2, connect_timeout = 1, retry = 1, delay_before_retry = 0 }}
 [[services.reals]]
 address = "10.77.0.11"
 [[services.reals]]
@@ -134,6 +139,7 @@ address = "10.77.0.12"
 
     let full = table(&mut d.guest)?;
     assert_eq!(full.iter().filter(|l| l.starts_with("-a ")).count(), 2, "{full:?}");
+    assert_eq!(d.guest.sh_ok("cat /proc/sys/net/ipv4/vs/expire_nodest_conn")?.trim(), "1");
 
     // 1. rs1's HTTP service stops (connection refused) and starts again,
     // three times: it leaves the table and comes back within the bound, and
@@ -242,6 +248,11 @@ fn quorum_sorry_server_steady_state_and_checks_through_the_vip() -> Result<()> {
 [system]
 hostname = "lb-quorum"
 {net}
+# Connections (and clients reusing a port) of a real that left are
+# rescheduled instead of dropped until their entry expires.
+[ipvs.sysctl]
+expire_nodest_conn = true
+
 [[vips]]
 address = "10.77.0.100"
 interface = "eth0"
