@@ -1,4 +1,6 @@
-//! `lvt-httpd NAME PORT [MAX_SECONDS]`: answers every HTTP request with NAME.
+//! `lvt-httpd NAME PORT [MAX_SECONDS]`: answers every HTTP request with NAME,
+//! except `GET /stream/BYTES/RATE`, answered with BYTES pattern bytes at RATE
+//! bytes per second (a long download; see `tests::http::download`).
 //! Exits after MAX_SECONDS (default 600) so a leaked one cannot live forever.
 
 use std::io::{Read, Write};
@@ -23,6 +25,7 @@ fn main() {
     for s in l.incoming() {
         let Ok(mut s) = s else { continue };
         let reply = reply.clone();
+        let name = name.clone();
         std::thread::spawn(move || {
             let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
             let mut buf = [0u8; 2048];
@@ -36,7 +39,18 @@ fn main() {
                     break;
                 }
             }
-            let _ = s.write_all(&reply);
+            match tests::http::stream_request(&got) {
+                Some((bytes, rate)) => {
+                    // A stalled client (its director failing over) must not
+                    // end the stream: wait for the window to open again.
+                    let _ = s.set_write_timeout(Some(Duration::from_secs(120)));
+                    let _ = s.write_all(&tests::http::stream_header(&name, bytes));
+                    let _ = tests::http::write_stream(&mut s, bytes, rate);
+                }
+                None => {
+                    let _ = s.write_all(&reply);
+                }
+            }
         });
     }
 }
