@@ -14,6 +14,7 @@ use crate::cpio::{Node, Tree};
 use crate::debian;
 use crate::elf::Elf;
 use crate::fsimg;
+use crate::kconfig;
 use crate::kmod::{self, ModuleIndex};
 use crate::pins::Pins;
 use crate::util::{human, run, sha256_file};
@@ -168,6 +169,15 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
     let moddir = kroot.join("lib/modules").join(kver);
     let t = Instant::now();
     let index = ModuleIndex::load(&moddir)?;
+    let config_path = kroot.join(format!("boot/config-{kver}"));
+    let kernel_config =
+        std::fs::read_to_string(&config_path).with_context(|| format!("reading {}", config_path.display()))?;
+    kconfig::ensure_kernel_has_options(
+        &format!("{} {} ({})", pins.kernel.package, pins.kernel.version, config_path.display()),
+        &kernel_config,
+        kconfig::IMAGE_ARCH,
+        Some(&index),
+    )?;
     let roots: Vec<&str> = kmod::BOOT_MODULES
         .iter()
         .chain(kmod::COLDPLUG_MODULES)

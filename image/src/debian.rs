@@ -15,29 +15,42 @@ pub fn deb_file_name(pin: &Pin) -> String {
     format!("{}_{}_amd64.deb", pin.package, pin.version.replace(':', "%3a"))
 }
 
-/// Returns the cached `.deb` for `pin`, downloading it first if needed.
-/// A cached or downloaded file whose SHA256 differs from the pin is deleted
-/// and the build stops.
+/// Where a verified `.deb` is also kept outside the work tree, so that a fresh
+/// clone on the same machine (CI runs in one) builds without the network:
+/// `$LVSBOX_DEB_CACHE`, else `/var/cache/lvsbox/debs`.
+pub fn machine_cache() -> PathBuf {
+    std::env::var_os("LVSBOX_DEB_CACHE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/var/cache/lvsbox/debs"))
+}
+
+/// Directories searched for a pinned `.deb` before downloading: the machine
+/// cache and apt's own archive. Only a file with the pinned SHA256 is taken.
+fn local_sources() -> Vec<PathBuf> {
+    vec![machine_cache(), PathBuf::from("/var/cache/apt/archives")]
+}
+
+/// How many times `apt-get download` is tried, and the pause before each retry
+/// (a mirror or resolver hiccup should not fail a whole CI run). Before the
+/// first retry the package lists are refreshed (`apt-get update`), which also
+/// covers lists older than the pin.
+const RETRY_PAUSES_S: [u64; 3] = [5, 20, 60];
+
+/// Returns the cached `.deb` for `pin`: from `cache`, else from a local
+/// source (see [`local_sources`]), else downloaded with `apt-get download`.
+/// A file whose SHA256 differs from the pin is never used; a downloaded one
+/// that differs is deleted and the build stops.
 pub fn fetch(pin: &Pin, cache: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(cache)?;
-    let path = cache.join(deb_file_name(pin));
+    let name = deb_file_name(pin);
+    let path = cache.join(&name);
     if !path.exists() {
-        eprintln!("  fetching {}={} (apt-get download)", pin.package, pin.version);
-        run(
-            Command::new("apt-get")
-                .args(["download", "-q", &format!("{}={}", pin.package, pin.version)])
-                .current_dir(cache),
-            "apt",
-        )
-        .with_context(|| {
-            format!(
-                "apt-get download {}={} failed (run `apt-get update`; a pinned version that left the mirror \
-                 needs a new pin in image/pins.toml)",
-                pin.package, pin.version
-            )
-        })?;
-        if !path.exists() {
-            bail!("apt-get download did not produce {}", path.display());
+        if let Some(local) = local_sources().into_iter().map(|d| d.join(&name)).find(|p| matches_pin(p, pin)) {
+            eprintln!("  using {}", local.display());
+            copy_atomic(&local, &path)?;
+        } else {
+            download(pin, cache)?;
+            if !path.exists() {
+                bail!("apt-get download did not produce {}", path.display());
+            }
         }
     }
     let got = sha256_file(&path)?;
@@ -45,7 +58,54 @@ pub fn fetch(pin: &Pin, cache: &Path) -> Result<PathBuf> {
         std::fs::remove_file(&path)?;
         bail!("{}: SHA256 {got} does not match the pin {} (file deleted)", path.display(), pin.sha256);
     }
+    // Best effort: keep a copy for later clones on this machine.
+    let keep = machine_cache().join(&name);
+    if !matches_pin(&keep, pin)
+        && let Err(e) = std::fs::create_dir_all(machine_cache())
+            .map_err(anyhow::Error::from)
+            .and_then(|()| copy_atomic(&path, &keep))
+    {
+        eprintln!("  note: cannot keep a copy in {}: {e:#}", machine_cache().display());
+    }
     Ok(path)
+}
+
+fn matches_pin(path: &Path, pin: &Pin) -> bool {
+    path.is_file() && sha256_file(path).is_ok_and(|h| h == pin.sha256)
+}
+
+/// Copies through a temporary name and renames, so a half-copied file is never
+/// taken for a package.
+fn copy_atomic(from: &Path, to: &Path) -> Result<()> {
+    let tmp = to.with_extension("deb.partial");
+    std::fs::copy(from, &tmp).with_context(|| format!("copying {} to {}", from.display(), tmp.display()))?;
+    std::fs::rename(&tmp, to)?;
+    Ok(())
+}
+
+fn download(pin: &Pin, cache: &Path) -> Result<()> {
+    let spec = format!("{}={}", pin.package, pin.version);
+    let mut attempt = 0;
+    loop {
+        eprintln!("  fetching {spec} (apt-get download)");
+        let res = run(Command::new("apt-get").args(["download", "-q", &spec]).current_dir(cache), "apt");
+        let Err(e) = res else { return Ok(()) };
+        let Some(&pause) = RETRY_PAUSES_S.get(attempt) else {
+            return Err(e).with_context(|| {
+                format!(
+                    "apt-get download {spec} failed {} times (is the Debian mirror reachable? a pinned version \
+                     that left the mirror needs a new pin in image/pins.toml)",
+                    RETRY_PAUSES_S.len() + 1
+                )
+            });
+        };
+        eprintln!("  apt-get download failed ({e:#}); retrying in {pause} s");
+        if attempt == 0 {
+            let _ = Command::new("apt-get").args(["update", "-qq"]).status();
+        }
+        std::thread::sleep(std::time::Duration::from_secs(pause));
+        attempt += 1;
+    }
 }
 
 /// Extracts a `.deb` into `dest` (once: a completed extraction is reused).

@@ -22,6 +22,7 @@ pub mod debian;
 pub mod elf;
 pub mod fsimg;
 pub mod gpt;
+pub mod kconfig;
 pub mod kmod;
 pub mod pe;
 pub mod pins;

@@ -153,6 +153,13 @@ enum Cmd {
         #[arg(long)]
         rebuild_binaries: bool,
     },
+    /// Print the Buildroot kernel config fragment generated from image/kernel-options.txt
+    /// (buildroot/board/lvsbox/linux-ARCH.fragment must equal it; a test checks).
+    KernelFragment {
+        /// Target architecture: x86_64 or aarch64.
+        #[arg(long, default_value = "x86_64")]
+        arch: String,
+    },
 }
 
 fn main() {
@@ -174,6 +181,13 @@ fn real_main() -> Result<()> {
                 println!("warning: {w}");
             }
             println!("build time: {:.1}s", report.seconds);
+            Ok(())
+        }
+        Cmd::KernelFragment { arch } => {
+            if !image::kconfig::ARCHES.contains(&arch.as_str()) {
+                bail!("unknown arch {arch} (known: {})", image::kconfig::ARCHES.join(", "));
+            }
+            print!("{}", image::kconfig::fragment(&image::kconfig::options()?, &arch));
             Ok(())
         }
         Cmd::ConfigDisk { file, out } => {

@@ -40,6 +40,10 @@ pub enum Serial {
     Unix(PathBuf),
     /// Appended to a file (output only).
     File(PathBuf),
+    /// A unix socket QEMU listens on, with everything the guest sends also
+    /// logged to a file (a person or a test drives the console on the socket
+    /// while a readiness check reads the log).
+    UnixLogged(PathBuf, PathBuf),
     /// A host pty; QEMU prints its path on stderr.
     Pty,
     /// Discarded.
@@ -258,6 +262,13 @@ impl QemuCmd {
                 Serial::Unix(p) => {
                     a.push("-chardev".into());
                     a.push(format!("socket,id=ser{i},path={},server=on,wait=off", path(p)).into());
+                    format!("chardev:ser{i}")
+                }
+                Serial::UnixLogged(p, log) => {
+                    a.push("-chardev".into());
+                    a.push(
+                        format!("socket,id=ser{i},path={},server=on,wait=off,logfile={}", path(p), path(log)).into(),
+                    );
                     format!("chardev:ser{i}")
                 }
                 Serial::File(p) => format!("file:{}", p.display()),

@@ -44,6 +44,11 @@ pub struct GuestSpec {
     pub memory: u32,
     /// Boot the UEFI disk under OVMF instead of `-kernel/-initrd`.
     pub uefi: bool,
+    /// ttyS0 on a unix socket too (`Guest::console_socket`), still logged.
+    pub console_socket: bool,
+    /// Let a reboot restart the guest in the same QEMU (default: QEMU exits,
+    /// `-no-reboot`).
+    pub allow_reboot: bool,
     /// Another initramfs for a direct boot (e.g. [`crate::peer`]'s debug
     /// image with keepalived on top); the flavour's command line is kept.
     pub initrd: Option<PathBuf>,
@@ -62,6 +67,8 @@ impl GuestSpec {
             memory: 768,
             uefi: false,
             initrd: None,
+            console_socket: false,
+            allow_reboot: false,
         }
     }
 
@@ -119,6 +126,7 @@ pub struct Guest {
     shell_sock: Option<PathBuf>,
     shell: Option<Shell>,
     qmp_sock: PathBuf,
+    console_sock: Option<PathBuf>,
     /// When QEMU was started.
     pub started: Instant,
     _slot: Slot,
@@ -177,7 +185,13 @@ impl Guest {
             }
             q
         };
-        q = q.memory(spec.memory).serial(Serial::File(serial_log.clone())).qmp(&qmp_sock).no_reboot(true);
+        let console_sock = dir.join("ttyS0.sock");
+        let ttys0 = if spec.console_socket {
+            Serial::UnixLogged(console_sock.clone(), serial_log.clone())
+        } else {
+            Serial::File(serial_log.clone())
+        };
+        q = q.memory(spec.memory).serial(ttys0).qmp(&qmp_sock).no_reboot(!spec.allow_reboot);
         let shell_sock = (spec.flavour == Flavour::Debug && !spec.uefi).then(|| dir.join("ttyS1.sock"));
         if let Some(s) = &shell_sock {
             q = q.serial(Serial::Unix(s.clone()));
@@ -200,6 +214,7 @@ impl Guest {
             shell_sock,
             shell: None,
             qmp_sock,
+            console_sock: spec.console_socket.then_some(console_sock),
             started: Instant::now(),
             _slot: slot,
         })
@@ -341,6 +356,11 @@ impl Guest {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// The unix socket carrying ttyS0 (with `GuestSpec::console_socket`).
+    pub fn console_socket(&self) -> Option<&Path> {
+        self.console_sock.as_deref()
     }
 
     /// QEMU's PID.

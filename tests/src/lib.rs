@@ -6,6 +6,7 @@ pub mod http;
 pub mod lab;
 pub mod peer;
 pub mod topo;
+pub mod tty;
 pub mod wire;
 
 use std::path::PathBuf;

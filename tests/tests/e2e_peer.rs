@@ -14,7 +14,7 @@ fn keepalived_runs_in_a_debug_guest() -> Result<()> {
     spec.initrd = Some(initrd);
     let mut g = Guest::boot(&lab, &spec)?;
     g.wait_ready()?;
-    let v = g.sh_ok("keepalived --version 2>&1 | head -1")?;
+    let v = g.sh_ok("/usr/sbin/keepalived --version 2>&1 | head -1")?;
     assert!(v.starts_with("Keepalived v2."), "{v}");
     g.sh_ok("test -s /etc/keepalived/keepalived.conf")?;
     Ok(())

@@ -172,6 +172,8 @@ fn production_disk_boots_under_ovmf() -> Result<()> {
         memory: 768,
         uefi: true,
         initrd: None,
+        console_socket: false,
+        allow_reboot: false,
     };
     let mut g = Guest::boot(&lab, &spec)?;
     let t = g.wait_ready()?;

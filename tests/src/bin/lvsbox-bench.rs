@@ -52,6 +52,8 @@ fn boot_once(uefi: bool) -> Result<(f64, f64)> {
         memory: 768,
         uefi,
         initrd: None,
+        console_socket: false,
+        allow_reboot: false,
     };
     let mut g = Guest::boot(&lab, &spec)?;
     let banner = g.wait_for("lvsbox ", Duration::from_secs(180))?.as_secs_f64();
