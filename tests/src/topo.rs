@@ -198,7 +198,7 @@ pub fn start_keepalived(g: &mut Guest, conf: &str) -> Result<()> {
     g.write_file("/tmp/keepalived.conf", conf.as_bytes())?;
     g.sh_ok("rm -f /tmp/keepalived.pid /tmp/keepalived-vrrp.pid")?;
     g.sh_ok(
-        "setsid keepalived -n -l -D -P -f /tmp/keepalived.conf -p /tmp/keepalived.pid -r /tmp/keepalived-vrrp.pid \
+        "setsid /usr/sbin/keepalived -n -l -D -P -f /tmp/keepalived.conf -p /tmp/keepalived.pid -r /tmp/keepalived-vrrp.pid \
          </dev/null >>/tmp/keepalived.log 2>&1 &",
     )?;
     let t0 = Instant::now();
