@@ -65,8 +65,22 @@ impl Capture {
             let mut out = Vec::new();
             let mut buf = [0u8; 2048];
             let t0 = Instant::now();
-            while !flag.load(Ordering::Relaxed) && t0.elapsed() < max && out.len() < 100_000 {
+            // Once stopped, what is already queued is still read (each frame
+            // is queued once per port it crosses, the bridge's copy maybe
+            // last): the capture ends when the socket is idle for 50 ms, or
+            // 1 s after the stop at the latest.
+            let mut stopped: Option<Instant> = None;
+            while t0.elapsed() < max
+                && out.len() < 100_000
+                && stopped.is_none_or(|s| s.elapsed() < Duration::from_secs(1))
+            {
+                if stopped.is_none() && flag.load(Ordering::Relaxed) {
+                    stopped = Some(Instant::now());
+                }
                 let Ok((n, Some(from))) = recvfrom::<LinkAddr>(std::os::fd::AsRawFd::as_raw_fd(&fd), &mut buf) else {
+                    if stopped.is_some() {
+                        break;
+                    }
                     continue;
                 };
                 let at = Instant::now();
