@@ -279,17 +279,63 @@ impl Guest {
         Ok(out)
     }
 
-    /// Sends a QMP command (e.g. `system_powerdown`).
+    /// Writes `data` to `path` in the guest through the debug shell (base64
+    /// in lines short enough for the tty's line buffer).
+    pub fn write_file(&mut self, path: &str, data: &[u8]) -> Result<()> {
+        self.sh_ok(&format!(": > {path}"))?;
+        for chunk in data.chunks(1500) {
+            self.sh_ok(&format!("echo {} | base64 -d >> {path}", base64(chunk)))?;
+        }
+        Ok(())
+    }
+
+    /// Sends a QMP command without arguments (e.g. `system_powerdown`);
+    /// returns QEMU's answer (`{"return": ...}` or `{"error": ...}`).
     pub fn qmp(&self, command: &str) -> Result<String> {
-        let mut s = UnixStream::connect(&self.qmp_sock).context("QMP socket")?;
+        self.qmp_with(command, None)
+    }
+
+    /// Sends a QMP command with `arguments` (a JSON object), e.g.
+    /// `set_link` with `{"name": "net0", "up": false}`. Asynchronous events
+    /// QEMU interleaves are skipped; the answer is returned as text.
+    pub fn qmp_with(&self, command: &str, arguments: Option<serde_json::Value>) -> Result<String> {
+        let s = UnixStream::connect(&self.qmp_sock).context("QMP socket")?;
         s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        let mut buf = [0u8; 4096];
-        let _ = s.read(&mut buf)?; // greeting
-        s.write_all(b"{\"execute\":\"qmp_capabilities\"}\n")?;
-        let _ = s.read(&mut buf)?;
-        s.write_all(format!("{{\"execute\":\"{command}\"}}\n").as_bytes())?;
-        let n = s.read(&mut buf)?;
-        Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+        let mut w = s.try_clone()?;
+        let mut r = std::io::BufReader::new(s);
+        // The greeting, then the answer to each command (events skipped).
+        let answer = |r: &mut std::io::BufReader<UnixStream>| -> Result<serde_json::Value> {
+            for _ in 0..100 {
+                let mut line = String::new();
+                if std::io::BufRead::read_line(r, &mut line)? == 0 {
+                    bail!("QMP closed");
+                }
+                let v: serde_json::Value = serde_json::from_str(line.trim()).context("QMP answer")?;
+                if v.get("return").is_some() || v.get("error").is_some() || v.get("QMP").is_some() {
+                    return Ok(v);
+                }
+            }
+            bail!("no QMP answer among 100 events")
+        };
+        answer(&mut r)?;
+        w.write_all(b"{\"execute\":\"qmp_capabilities\"}\n")?;
+        answer(&mut r)?;
+        let mut cmd = serde_json::json!({ "execute": command });
+        if let Some(a) = arguments {
+            cmd["arguments"] = a;
+        }
+        w.write_all(format!("{cmd}\n").as_bytes())?;
+        Ok(answer(&mut r)?.to_string())
+    }
+
+    /// Sets NIC `n`'s link (QEMU netdev `net{n}`) up or down, as pulling the
+    /// cable: the guest's driver sees carrier loss. Fails if QEMU refuses.
+    pub fn set_link(&self, n: usize, up: bool) -> Result<()> {
+        let r = self.qmp_with("set_link", Some(serde_json::json!({ "name": format!("net{n}"), "up": up })))?;
+        if !r.contains("\"return\"") {
+            bail!("{}: set_link net{n} {up}: {r}", self.name);
+        }
+        Ok(())
     }
 
     /// Waits for QEMU to exit (after a power-off) within `timeout`.
@@ -425,6 +471,36 @@ impl Shell {
     }
 }
 
+/// Standard base64 with padding.
+fn base64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for c in data.chunks(3) {
+        let b = [c[0], c.get(1).copied().unwrap_or(0), c.get(2).copied().unwrap_or(0)];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for k in 0..4 {
+            if k <= c.len() {
+                out.push(A[(n >> (18 - 6 * k) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        let v = [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE=")];
+        for (i, o) in v {
+            assert_eq!(super::base64(i.as_bytes()), o);
+        }
+        assert_eq!(super::base64(&[0xff, 0xfe]), "//4=");
+    }
 }

@@ -58,6 +58,20 @@ impl Netns {
         self.run("sh", &["-c", &format!("echo {value} > {path}")])
     }
 
+    /// Starts `f` on a new thread that has entered this namespace and
+    /// returns at once (threads `f` spawns are in the namespace too).
+    pub fn spawn_thread<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<Result<T>> {
+        let path = format!("/run/netns/{}", self.0);
+        std::thread::spawn(move || -> Result<T> {
+            let fd = std::fs::File::open(&path).with_context(|| format!("open {path}"))?;
+            nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET).context("setns")?;
+            Ok(f())
+        })
+    }
+
     /// Runs `f` on a new thread that has entered this namespace (only that
     /// thread moves), and returns its result. Lets the harness open sockets
     /// inside a namespace without spawning a process per request.

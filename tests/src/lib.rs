@@ -7,6 +7,7 @@ pub mod lab;
 pub mod peer;
 pub mod topo;
 pub mod tty;
+pub mod wire;
 
 use std::path::PathBuf;
 

@@ -1,6 +1,7 @@
-//! `lvsbox-bench [boot|ipvs|checks|all] [--runs N] [--services N] [--reals N,N,..] [--window S] [--only lbd|keepalived]`: benchmarks in
-//! QEMU guests (TCG), printing lvsbox's figures next to the peer's from the
-//! same run where the peer can run in the same guest (ipvsadm), and the
+//! `lvsbox-bench [boot|ipvs|vrrp|checks|all] [--runs N] [--services N] [--reals N,N,..] [--window S] [--only lbd|keepalived]`:
+//! benchmarks in QEMU guests (TCG), printing lvsbox's figures next to the
+//! peer's from the same run where the peer can run in the same guests
+//! (ipvsadm; keepalived as the VRRP pair and as the checker), and the
 //! recorded keepalived figures otherwise (../shared/notes/peer-behaviour.md).
 //! Needs root and a built image (`cargo run --release -p image -- build`).
 
@@ -10,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use image::Flavour;
 use tests::guest::{Guest, GuestSpec, mac};
 use tests::lab::Lab;
+use tests::topo::{VRRP_VIP, VrrpLab};
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
@@ -536,6 +538,138 @@ fn bench_checks(runs: usize, sizes: &[usize], window: u64, who: &str) -> Result<
     Ok(())
 }
 
+/// Which VRRP speaker a pair runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Speaker {
+    Lbd,
+    Keepalived,
+}
+
+/// The priorities of the pair: director 0 is the master, 1 the backup.
+const PRIOS: [u8; 2] = [150, 100];
+
+/// Boots director `i` of the pair running `who` with `version`/`advert`, and
+/// starts keepalived in it when it is the speaker.
+fn vrrp_director(vl: &VrrpLab, who: Speaker, i: usize, run: usize, version: u8, advert: &str) -> Result<Guest> {
+    use tests::topo::{keepalived_conf, pair_config, start_keepalived, vrrp_instance};
+    let name = format!("{}{}-{run}", if who == Speaker::Lbd { "lbd" } else { "ka" }, i + 1);
+    let mut g = match who {
+        Speaker::Lbd => vl.boot(i, &name, &pair_config(i, 2, &vrrp_instance(PRIOS[i], version, advert, "")))?,
+        // keepalived speaks VRRP; lbd programs the same IPVS table (its
+        // config has no [vrrp], so its VRRP engine does not run).
+        Speaker::Keepalived => vl.boot_keepalived(i, &name, &pair_config(i, 2, ""))?,
+    };
+    g.wait_ready()?;
+    if who == Speaker::Keepalived {
+        start_keepalived(&mut g, &keepalived_conf(PRIOS[i], version, advert, None, false))?;
+    }
+    Ok(g)
+}
+
+/// Waits (bounded) until `m` holds the VIP, `b` does not, and the client is served.
+fn vrrp_settled(vl: &VrrpLab, m: &mut Guest, b: &mut Guest, within: Duration) -> Result<()> {
+    use tests::topo::has_addr;
+    let t0 = std::time::Instant::now();
+    loop {
+        if has_addr(m, VRRP_VIP)? && !has_addr(b, VRRP_VIP)? && vl.get(Duration::from_millis(500)).is_ok() {
+            return Ok(());
+        }
+        if t0.elapsed() > within {
+            bail!("{} never became the only holder of the VIP within {within:?}", m.name);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `runs` kills of the master of a `who` pair; the client-observed outages (s).
+fn vrrp_outages(vl: &VrrpLab, who: Speaker, version: u8, advert: &str, runs: usize) -> Result<Vec<f64>> {
+    use tests::http::{Prober, outage};
+    let mut b = vrrp_director(vl, who, 1, 0, version, advert)?;
+    let mut out = Vec::new();
+    for run in 0..runs {
+        let mut a = vrrp_director(vl, who, 0, run, version, advert)?;
+        vrrp_settled(vl, &mut a, &mut b, Duration::from_secs(60))?;
+        let p = Prober::start(
+            &vl.client.ns,
+            VRRP_VIP,
+            80,
+            Duration::from_millis(20),
+            Duration::from_millis(300),
+            Duration::from_secs(60),
+        );
+        // Served for a second (20 answers at least) before the kill.
+        let t0 = std::time::Instant::now();
+        let steady = |s: Vec<std::time::Instant>| s.len() >= 20 && s[0].elapsed() > Duration::from_secs(1);
+        while !steady(p.successes()) {
+            if t0.elapsed() > Duration::from_secs(10) {
+                bail!("the client is not served steadily before the kill");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let killed = std::time::Instant::now();
+        drop(a); // SIGKILL of the master's QEMU
+        // Served again: 10 answers after the kill.
+        let t0 = std::time::Instant::now();
+        while p.successes().iter().filter(|&&e| e > killed + Duration::from_millis(50)).count() < 10 {
+            if t0.elapsed() > Duration::from_secs(30) {
+                bail!("not served again through the VIP within 30 s of the kill");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let probes = p.stop();
+        let o = outage(&probes, killed).context("no success on both sides of the kill")?.as_secs_f64();
+        let failed = probes.iter().filter(|p| !p.ok).count();
+        eprintln!(
+            "  {} v{version} advert {advert} s run {}: outage {o:.3} s ({} probes, {failed} failed)",
+            if who == Speaker::Lbd { "lvsbox" } else { "keepalived" },
+            run + 1,
+            probes.len()
+        );
+        out.push(o);
+    }
+    Ok(out)
+}
+
+/// Client-observed failover of a pair, lvsbox and keepalived in the same
+/// run and topology. Measured on 2026-11-22 (TCG guests on a 2-core host
+/// shared with other test runs, `lvsbox-bench vrrp --runs 3`):
+///
+/// | advert | lvsbox median [runs] | keepalived median [runs] | target |
+/// |---|---|---|---|
+/// | 1 s (VRRPv2) | 3.463 s [3.232, 3.560, 3.463] | 3.561 s [3.495, 3.561, 3.565] | <= 3.8 s |
+/// | 0.1 s (VRRPv3) | 0.359 s [0.344, 0.367, 0.359] | 0.357 s [0.414, 0.357, 0.340] | <= 0.5 s |
+fn bench_vrrp(runs: usize) -> Result<()> {
+    println!(
+        "== VRRP failover: the master director's QEMU is killed (SIGKILL); the client opens a new TCP connection \
+         to the VIP every 20 ms (300 ms timeout); outage = last success before to first success after. \
+         Two directors (priority 150 master, 100 backup), two DR reals, {runs} runs each, all in this run"
+    );
+    let vl = VrrpLab::new(2)?;
+    let mut lines = Vec::new();
+    for (version, advert, target) in [(2u8, "1", 3.8), (3, "0.1", 0.5)] {
+        let l = vrrp_outages(&vl, Speaker::Lbd, version, advert, runs)?;
+        let k = vrrp_outages(&vl, Speaker::Keepalived, version, advert, runs)?;
+        let line = format!(
+            "advert {advert:>3} s (VRRPv{version}): lvsbox median {:.3} s [{}] (target <= {target} s); keepalived median {:.3} s [{}]",
+            median(&mut l.clone()),
+            fmt_runs3(&l),
+            median(&mut k.clone()),
+            fmt_runs3(&k)
+        );
+        println!("{line}");
+        lines.push(line);
+    }
+    println!("summary:");
+    for l in lines {
+        println!("  {l}");
+    }
+    Ok(())
+}
+
+fn fmt_runs3(v: &[f64]) -> String {
+    v.iter().map(|x| format!("{x:.3}")).collect::<Vec<_>>().join(", ")
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let opt = |name: &str, d: usize| -> usize {
@@ -556,12 +690,14 @@ fn main() -> Result<()> {
                 args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).map_or("both", |s| s.as_str());
             bench_checks(opt("--runs", 3), &sizes, opt("--window", 20) as u64, who)
         }
+        "vrrp" => bench_vrrp(opt("--runs", 5)),
         "all" => {
             bench_boot(opt("--runs", 5))?;
-            bench_ipvs(opt("--runs", 3), opt("--services", 10_000))
+            bench_ipvs(opt("--runs", 3), opt("--services", 10_000))?;
+            bench_vrrp(opt("--runs", 5))
         }
         _ => bail!(
-            "usage: lvsbox-bench [boot|ipvs|checks|all] [--runs N] [--services N] [--reals N,N] [--window S] [--only lbd|keepalived]"
+            "usage: lvsbox-bench [boot|ipvs|vrrp|checks|all] [--runs N] [--services N] [--reals N,N] [--window S] [--only lbd|keepalived]"
         ),
     }
 }

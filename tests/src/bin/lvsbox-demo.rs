@@ -14,11 +14,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use tests::guest::{Guest, GuestSpec, mac};
+use tests::guest::Guest;
 use tests::http;
-use tests::lab::Lab;
-
-const VIP: &str = "10.77.0.100";
+use tests::topo::{VRRP_VIP as VIP, VrrpLab};
 
 fn director_config(n: u8, priority: u8) -> String {
     format!(
@@ -52,16 +50,16 @@ address = "10.77.0.12"
     )
 }
 
-fn boot_director(lab: &mut Lab, n: u8, priority: u8) -> Result<Guest> {
-    let tap = lab.add_tap()?;
-    let mut spec =
-        GuestSpec::debug(&format!("director{n}")).config(&director_config(n, priority)).nic(&tap, &mac(n, 0));
+/// Boots director `n` (1 or 2) on the pair lab's tap `n - 1`: the
+/// production image with the TUI on ttyS0 (also on a socket, for tmux).
+fn boot_director(vl: &VrrpLab, n: u8, priority: u8) -> Result<Guest> {
+    let mut spec = vl.spec(usize::from(n - 1), &format!("director{n}"), &director_config(n, priority));
     if std::env::var("LVSBOX_DEMO_DEBUG").is_err() {
         spec.flavour = image::Flavour::Production;
     }
     spec.append = vec![];
     spec.console_socket = true;
-    Guest::boot(lab, &spec)
+    Guest::boot(&vl.lab, &spec)
 }
 
 fn client_loop(vip: &str) -> Result<()> {
@@ -87,15 +85,13 @@ fn main() -> Result<()> {
         return client_loop(args.get(1).map(String::as_str).unwrap_or(VIP));
     }
     let check = args.iter().any(|a| a == "--check") || !std::io::stdout().is_terminal();
-    let mut lab = Lab::new()?;
-    let client = lab.add_host("client", "10.77.0.50/24", None)?;
-    for (i, name) in ["rs1", "rs2"].iter().enumerate() {
-        let h = lab.add_dr_real(name, &format!("10.77.0.{}/24", 11 + i), &[VIP])?;
-        lab.serve_http(&h, 80)?;
-    }
+    // The same lab as the VRRP end-to-end tests: rs1, rs2 (DR, the VIP on
+    // their lo), a client at 10.77.0.50, a tap per director.
+    let vl = VrrpLab::new(2)?;
+    let client = vl.client.clone();
     eprintln!("booting two lvsbox directors (QEMU, TCG) ...");
-    let mut d1 = boot_director(&mut lab, 1, 150)?;
-    let mut d2 = boot_director(&mut lab, 2, 100)?;
+    let mut d1 = boot_director(&vl, 1, 150)?;
+    let mut d2 = boot_director(&vl, 2, 100)?;
     let t1 = d1.wait_ready()?;
     let t2 = d2.wait_ready()?;
     eprintln!("director 1 ready after {:.1} s, director 2 after {:.1} s", t1.as_secs_f64(), t2.as_secs_f64());
@@ -131,18 +127,8 @@ fn main() -> Result<()> {
             println!("client neighbour entry before: {}", neigh(&client)?);
         }
         d1.kill();
-        let t0 = Instant::now();
-        loop {
-            let ok = client.ns.in_thread(|| http::get(VIP, 80, Duration::from_millis(500)).is_ok())?;
-            if ok {
-                break;
-            }
-            if t0.elapsed() > Duration::from_secs(30) {
-                bail!("director 2 did not take over within 30 s");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        println!("director 2 serves {VIP} {:.1} s after director 1 died", t0.elapsed().as_secs_f64());
+        let took = vl.wait_served(Duration::from_secs(30)).context("director 2 did not take over")?;
+        println!("director 2 serves {VIP} {:.1} s after director 1 died", took.as_secs_f64());
         let tally =
             client.ns.in_thread(|| http::tally(VIP, 80, 10, Duration::from_secs(2), Duration::from_secs(60)))?;
         println!("10 more requests: {:?}, {} failed", tally.by_name, tally.failures);

@@ -1,6 +1,8 @@
 //! `lvt-httpd NAME PORT [MAX_SECONDS [CONTROL_FILE]]`: answers every HTTP
-//! request with NAME. Exits after MAX_SECONDS (default 600) so a leaked one
-//! cannot live forever. With CONTROL_FILE, each request first reads that
+//! request with NAME, except `GET /stream/BYTES/RATE`, answered with BYTES
+//! pattern bytes at RATE bytes per second (a long download; see
+//! `tests::http::download`). Exits after MAX_SECONDS (default 600) so a leaked
+//! one cannot live forever. With CONTROL_FILE, each request first reads that
 //! file: when it exists, its first line is the status line to send (e.g.
 //! `503 Service Unavailable`) and the rest the body (health-check tests
 //! change a real's answers without restarting it).
@@ -29,6 +31,7 @@ fn main() {
         let Ok(mut s) = s else { continue };
         let reply = reply.clone();
         let control = control.clone();
+        let name = name.clone();
         std::thread::spawn(move || {
             let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
             let mut buf = [0u8; 2048];
@@ -49,7 +52,18 @@ fn main() {
                 }
                 None => reply,
             };
-            let _ = s.write_all(&reply);
+            match tests::http::stream_request(&got) {
+                Some((bytes, rate)) => {
+                    // A stalled client (its director failing over) must not
+                    // end the stream: wait for the window to open again.
+                    let _ = s.set_write_timeout(Some(Duration::from_secs(120)));
+                    let _ = s.write_all(&tests::http::stream_header(&name, bytes));
+                    let _ = tests::http::write_stream(&mut s, bytes, rate);
+                }
+                None => {
+                    let _ = s.write_all(&reply);
+                }
+            }
         });
     }
 }
