@@ -632,12 +632,12 @@ fn vrrp_outages(vl: &VrrpLab, who: Speaker, version: u8, advert: &str, runs: usi
 
 /// Client-observed failover of a pair, lvsbox and keepalived in the same
 /// run and topology. Measured on 2026-11-22 (TCG guests on a 2-core host
-/// shared with other test runs, `lvsbox-bench vrrp --runs 3`):
+/// shared with other test runs, `lvsbox-bench vrrp --runs 5`):
 ///
 /// | advert | lvsbox median [runs] | keepalived median [runs] | target |
 /// |---|---|---|---|
-/// | 1 s (VRRPv2) | 3.463 s [3.232, 3.560, 3.463] | 3.561 s [3.495, 3.561, 3.565] | <= 3.8 s |
-/// | 0.1 s (VRRPv3) | 0.359 s [0.344, 0.367, 0.359] | 0.357 s [0.414, 0.357, 0.340] | <= 0.5 s |
+/// | 1 s (VRRPv2) | 3.516 s [3.411, 3.516, 3.553, 3.476, 3.546] | 3.534 s [3.504, 3.523, 3.603, 3.560, 3.534] | <= 3.8 s |
+/// | 0.1 s (VRRPv3) | 0.350 s [0.466, 0.341, 0.360, 0.324, 0.350] | 0.339 s [0.350, 0.325, 0.339, 0.361, 0.282] | <= 0.5 s |
 fn bench_vrrp(runs: usize) -> Result<()> {
     println!(
         "== VRRP failover: the master director's QEMU is killed (SIGKILL); the client opens a new TCP connection \
