@@ -1,8 +1,9 @@
 //! Conformance of `lbd import keepalived`: in one debug guest, Debian's
 //! keepalived programs IPVS from a keepalived.conf; after it stops, lbd
 //! applies the config imported from the same file. `ipvsadm -Ln` must read
-//! the same both times (the file has no health checks, so keepalived puts
-//! every real server in).
+//! the same both times (the first file has no health checks, so keepalived
+//! puts every real server in; seed 002's real servers pass their checks,
+//! keepalived's and then lbd's imported ones).
 
 use std::time::{Duration, Instant};
 
@@ -186,10 +187,18 @@ fn imported_keepalived_conf_programs_the_table_keepalived_programs() -> Result<(
 
 /// Seed 002's keepalived.conf as the operator wrote it, with its real servers
 /// answering its TCP checks (their addresses on the guest's loopback, a
-/// listener on each port), so keepalived keeps them all in.
+/// listener on each port), so keepalived keeps them all in, and so do lbd's
+/// checks imported from its `TCP_CHECK`s (a real enters lbd's table only
+/// after its first good check).
 #[test]
 fn seed002_imports_to_the_table_keepalived_programs() -> Result<()> {
     let conf = include_str!("../../lbd/src/import/fixtures/seed002_keepalived.conf");
+    let out = lbd::import::keepalived::import_text(&lbd::import::MemFs::default(), conf, "keepalived.conf");
+    let cfg = out.config.expect("imported");
+    assert!(
+        cfg.services.iter().all(|s| s.check.as_ref().and_then(|c| c.kind) == Some(lbd::health::config::CheckType::Tcp)),
+        "seed 002's TCP_CHECKs import as checks"
+    );
     let setup = "ip addr add 192.168.100.34/32 dev lo && ip addr add 192.168.100.35/32 dev lo && \
                  for p in 9814 9826; do (while true; do nc -l -p $p < /dev/null > /dev/null 2>&1; done &) ; done";
     conformance("seed002", conf, setup, 2, Duration::from_secs(30))

@@ -1,12 +1,14 @@
 //! keepalived.conf → [`Config`].
 //!
 //! Every keyword is either mapped, or reported with file:line and what to do
-//! instead. Health checks (`TCP_CHECK`, `HTTP_GET`, ...), and what only
-//! matters with them (`quorum`, `sorry_server`, `inhibit_on_failure`,
-//! `delay_loop`, ...), are reported as "checks: pending health-check
-//! support": this lvsbox version has no check config yet, so a real server
-//! stays in the table whatever its health. Scripts (`notify*`, `MISC_CHECK`,
-//! `vrrp_script`/`track_script`) have no equivalent on a box without a shell.
+//! instead. Health checks (`TCP_CHECK`, `HTTP_GET`, `UDP_CHECK`,
+//! `DNS_CHECK`, `PING_CHECK`; `SSL_GET` as a TCP check while lvsbox has no
+//! TLS) become `check` tables, with keepalived's cascade of timing keys
+//! (checker over real_server over virtual_server) and keepalived's defaults
+//! where lvsbox's differ; `quorum`, `hysteresis`, `sorry_server` and
+//! `inhibit_on_failure` map to their lvsbox keys (docs/import.md lists what
+//! does not). Scripts (`notify*`, `MISC_CHECK`, `vrrp_script`/`track_script`)
+//! have no equivalent on a box without a shell.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -19,12 +21,9 @@ use crate::config::{
     Config, Endpoint, Family, Forwarding, IfAddr, Netmask, Persistence, PersistenceEngine, Protocol, Real, SchedFlag,
     Scheduler, Service, Tunnel, TunnelChecksum, TunnelType,
 };
+use crate::health::config::{CheckSpec, CheckType, DnsType, SorryServer, StatusRange};
 use crate::vrrp::config::{Garp, Instance, SyncDaemon, SyncGroup, TrackIf, VrrpVip};
 use crate::vrrp::packet::ChecksumMode;
-
-/// What the report says about health checks while lvsbox has none.
-pub const CHECKS_PENDING: &str = "checks: pending health-check support; until then every real server stays in the \
-     table whatever its health (re-create this once lvsbox has health checks)";
 
 const NO_SCRIPTS: &str = "lvsbox runs no scripts (the box has no shell); follow state changes with `lbd ctl vrrp`, \
      `lbd ctl services`, the console or the log";
@@ -74,7 +73,11 @@ pub fn convert(nodes: &[Node], file: &str, report: Report) -> Outcome {
                      track_interface (imported as `track`)"
                 ),
             ),
-            "SSL" => c.not_imported(n, CHECKS_PENDING),
+            "SSL" => c.not_imported(
+                n,
+                "this lvsbox build has no TLS: SSL_GET checks are imported as TCP connect checks, which need no \
+                 certificate",
+            ),
             "static_ipaddress" => c.not_imported(n, "add these addresses as [[vips]] (or [[interfaces]] addresses)"),
             "static_routes" => c.not_imported(n, "add these routes as [[routes]]"),
             _ => c.unknown(n, "the top level"),
@@ -94,6 +97,31 @@ pub fn convert(nodes: &[Node], file: &str, report: Report) -> Outcome {
          # Check the import report for what was not imported; `lbd check` validates this file.\n\n"
     );
     finish(c.cfg, &header, &c.origins, &top, c.report)
+}
+
+/// keepalived's defaults where they differ from lvsbox's (an imported
+/// check runs as keepalived ran it).
+const KEEPALIVED_DELAY_LOOP: f64 = 60.0;
+const KEEPALIVED_CONNECT_TIMEOUT: f64 = 5.0;
+const KEEPALIVED_HTTP_DELAY_BEFORE_RETRY: f64 = 3.0;
+
+/// A checker block, read (before the virtual_server's keys apply).
+#[derive(Clone, Debug)]
+struct Checker {
+    spec: CheckSpec,
+    /// The checker keyword and where it is.
+    key: String,
+    loc: Loc,
+    /// HTTP_GET or SSL_GET (keepalived's delay_before_retry default is 3 s).
+    http: bool,
+}
+
+/// A real_server block, read.
+#[derive(Clone, Debug)]
+struct ImportedReal {
+    real: Real,
+    loc: Loc,
+    check: Option<Checker>,
 }
 
 #[derive(Clone, Debug)]
@@ -764,8 +792,14 @@ impl Conv {
         };
         let (mut fallback, mut port_flag) = (false, false);
         let mut protocol_given = false;
-        let mut reals: Vec<(Real, Loc)> = Vec::new();
+        let mut reals: Vec<ImportedReal> = Vec::new();
         let mut granularity: Option<&Node> = None;
+        let mut vs_spec = CheckSpec::default();
+        let mut vs_keys: Vec<(String, Loc)> = Vec::new();
+        let mut quorum: Option<&Node> = None;
+        let mut hysteresis: Option<&Node> = None;
+        let mut sorry: Option<&Node> = None;
+        let mut sorry_method: Option<&Node> = None;
         for n in vs.block.iter().flatten() {
             match n.key.as_str() {
                 "lvs_sched" | "lb_algo" => {
@@ -815,22 +849,26 @@ impl Conv {
                         reals.push(r);
                     }
                 }
-                "delay_loop"
-                | "connect_timeout"
-                | "retry"
-                | "nb_get_retry"
-                | "delay_before_retry"
-                | "warmup"
-                | "alpha"
-                | "omega"
-                | "virtualhost"
-                | "ha_suspend"
-                | "quorum"
-                | "hysteresis"
-                | "sorry_server"
-                | "sorry_server_inhibit"
-                | "sorry_server_lvs_method"
-                | "inhibit_on_failure" => self.not_imported(n, CHECKS_PENDING),
+                k if self.timing_key(n, &mut vs_spec, true) => vs_keys.push((k.to_string(), n.loc.clone())),
+                "quorum" => quorum = Some(n),
+                "hysteresis" => hysteresis = Some(n),
+                "sorry_server" => sorry = Some(n),
+                "sorry_server_lvs_method" => sorry_method = Some(n),
+                "inhibit_on_failure" => t.inhibit_on_failure = true,
+                "sorry_server_inhibit" => self.not_imported(
+                    n,
+                    "lvsbox removes the sorry server when the quorum is regained (it has no weight-0 inhibit for \
+                     it); the sorry server is imported",
+                ),
+                "omega" => self.not_imported(
+                    n,
+                    format!("{NO_SCRIPTS}; omega only runs quorum_down/notify_down scripts when keepalived stops"),
+                ),
+                "ha_suspend" => self.not_imported(
+                    n,
+                    "lvsbox checks real servers whether or not this director holds the VIP (which keeps their \
+                     state current for a takeover); the checks are imported without suspension",
+                ),
                 "quorum_up" | "quorum_down" | "smtp_alert" => self.not_imported(n, NO_SCRIPTS),
                 _ => self.unknown(n, "virtual_server"),
             }
@@ -875,9 +913,92 @@ impl Conv {
                  keepalived.conf)",
             );
         }
+        // Checks: keepalived's cascade (checker over real_server over
+        // virtual_server), with keepalived's defaults where lvsbox's differ.
+        if reals.iter().all(|ir| ir.check.is_none()) {
+            for (key, loc) in vs_keys {
+                self.report.push(&loc, Kind::Note, key, "no real server here has a check; nothing to import");
+            }
+        }
+        for ir in &mut reals {
+            if t.inhibit_on_failure && ir.real.inhibit_on_failure == Some(true) {
+                ir.real.inhibit_on_failure = None;
+            }
+            let Some(c) = ir.check.as_mut() else { continue };
+            let mut spec = c.spec.over(&vs_spec);
+            if !matches!(spec.kind, Some(CheckType::Http | CheckType::Https)) {
+                spec.virtualhost = None;
+            }
+            let delay_loop = *spec.delay_loop.get_or_insert(KEEPALIVED_DELAY_LOOP);
+            spec.connect_timeout.get_or_insert(KEEPALIVED_CONNECT_TIMEOUT.min(delay_loop * 10.0));
+            if c.http {
+                spec.delay_before_retry.get_or_insert(KEEPALIVED_HTTP_DELAY_BEFORE_RETRY);
+            }
+            c.spec = spec;
+        }
+        if let Some(n) = quorum
+            && let Some(q) = self.arg::<u32>(n, 0, "a weight")
+        {
+            if q == 0 {
+                self.not_imported(
+                    n,
+                    "lvsbox's least quorum is 1 (lost when no real server is up); the default 1 applies",
+                );
+            } else {
+                t.quorum = Some(q);
+            }
+        }
+        if let Some(n) = hysteresis
+            && let Some(h) = self.arg::<u32>(n, 0, "a weight")
+        {
+            let q = t.quorum.unwrap_or(1);
+            if h >= q {
+                let m = format!(
+                    "lvsbox needs hysteresis below quorum ({q}); imported as {}",
+                    if q > 1 { format!("hysteresis = {}", q - 1) } else { "no hysteresis".to_string() }
+                );
+                self.note(n, m);
+                t.hysteresis = (q > 1).then_some(q - 1);
+            } else if h > 0 {
+                t.hysteresis = Some(h);
+            }
+        }
         let fwmark_only = members.iter().all(|m| matches!(m, Member::Mark(..)));
+        if let Some(n) = sorry {
+            let fwd = match sorry_method.and_then(|m| self.lvs_method(m)) {
+                Some((f, tun)) => {
+                    if tun.is_some() {
+                        self.not_imported(
+                            sorry_method.unwrap_or(n),
+                            "a sorry server takes no tunnel options in lvsbox; it is imported with ipip",
+                        );
+                    }
+                    Some(f)
+                }
+                None => None,
+            };
+            let addr: Option<IpAddr> = self.arg(n, 0, "an IP address");
+            let port = match n.args.get(1) {
+                None => None,
+                Some(_) => self.arg::<u16>(n, 1, "a port"),
+            };
+            if let Some(addr) = addr {
+                let eff = fwd.unwrap_or(t.forwarding);
+                // As for real servers: keepalived programs port 0 for DR/TUN
+                // in a fwmark service.
+                let port = port.filter(|p| *p != 0 && !(fwmark_only && eff != Forwarding::Nat));
+                t.sorry_server = Some(SorryServer {
+                    address: Endpoint { addr, port },
+                    forwarding: fwd.filter(|f| *f != t.forwarding),
+                    weight: 1,
+                });
+            }
+        } else if let Some(m) = sorry_method {
+            self.note(m, "no sorry_server here; nothing to import");
+        }
+
         let mut port_dropped = false;
-        for (r, _) in &mut reals {
+        for ImportedReal { real: r, check, .. } in &mut reals {
             if r.forwarding == Some(t.forwarding) {
                 r.forwarding = None;
             }
@@ -887,11 +1008,40 @@ impl Conv {
                 && r.forwarding.unwrap_or(t.forwarding) != Forwarding::Nat
                 && r.address.port.is_some_and(|p| p != 0)
             {
+                // keepalived checks the port it does not program.
+                if let Some(c) = check.as_mut()
+                    && c.spec.kind != Some(CheckType::Icmp)
+                    && c.spec.connect_port.is_none()
+                {
+                    c.spec.connect_port = r.address.port;
+                }
                 r.address.port = None;
                 port_dropped = true;
             }
             if r.forwarding.unwrap_or(t.forwarding) == Forwarding::Tun && r.tunnel.is_none() {
                 r.tunnel = tunnel.clone();
+            }
+        }
+        let portless = members.iter().any(|m| match m {
+            Member::Mark(..) => true,
+            Member::Addr(e, _) => e.port.unwrap_or(0) == 0,
+        });
+        for ir in &mut reals {
+            let Some(c) = &ir.check else { continue };
+            if portless
+                && c.spec.kind != Some(CheckType::Icmp)
+                && c.spec.connect_port.is_none()
+                && ir.real.address.port.unwrap_or(0) == 0
+            {
+                let (loc, key) = (c.loc.clone(), c.key.clone());
+                self.report.push(
+                    &loc,
+                    Kind::NotImported,
+                    key,
+                    "this real server has no port to check: add `connect_port` to the check; the real server is \
+                     imported without a check",
+                );
+                ir.check = None;
             }
         }
         if port_dropped {
@@ -920,15 +1070,48 @@ impl Conv {
                 self.origins.set(format!("services[{i}].address"), &loc);
                 self.origins.set(format!("services[{i}].fwmark"), &loc);
             }
-            for (j, (_, rl)) in reals.iter().enumerate() {
-                self.origins.set(format!("services[{i}].reals[{j}]"), rl);
+            for (j, ir) in reals.iter().enumerate() {
+                self.origins.set(format!("services[{i}].reals[{j}]"), &ir.loc);
+                if let Some(c) = &ir.check {
+                    self.origins.set(format!("services[{i}].reals[{j}].check"), &c.loc);
+                }
             }
-            s.reals = reals.iter().map(|(r, _)| r.clone()).collect();
+            s.reals = reals.iter().map(|ir| ir.real.clone()).collect();
+            let svc_port = s.address.and_then(|a| a.port).unwrap_or(0);
+            for (r, ir) in s.reals.iter_mut().zip(&reals) {
+                let Some(c) = &ir.check else { continue };
+                let mut spec = c.spec.clone();
+                // lvsbox's TCP and HTTP checks of a UDP or SCTP service need
+                // the port said; keepalived uses the real server's.
+                let kind = spec.kind.unwrap_or(CheckType::Tcp);
+                let port = r.address.port.unwrap_or(svc_port);
+                if matches!(kind, CheckType::Tcp | CheckType::Http | CheckType::Https)
+                    && s.fwmark.is_none()
+                    && s.protocol != Protocol::Tcp
+                    && spec.connect_port.is_none()
+                    && port != 0
+                {
+                    spec.connect_port = Some(port);
+                }
+                r.check = Some(spec);
+            }
+            // The same check on every real server: once, on the service.
+            if let Some(first) = s.reals.first().and_then(|r| r.check.clone())
+                && s.reals.iter().all(|r| r.check.as_ref() == Some(&first))
+            {
+                for r in &mut s.reals {
+                    r.check = None;
+                }
+                s.check = Some(first);
+                if let Some(c) = reals.iter().find_map(|ir| ir.check.as_ref()) {
+                    self.origins.set(format!("services[{i}].check"), &c.loc);
+                }
+            }
             self.cfg.services.push(s);
         }
     }
 
-    fn real_server(&mut self, n: &Node) -> Option<(Real, Loc)> {
+    fn real_server(&mut self, n: &Node) -> Option<ImportedReal> {
         let addr: IpAddr = match n.args.first().map(|a| a.parse()) {
             Some(Ok(a)) => a,
             Some(Err(_)) => {
@@ -951,6 +1134,9 @@ impl Conv {
             },
         };
         let mut r = Real::new(Endpoint { addr, port });
+        let mut real_spec = CheckSpec::default();
+        let mut real_keys: Vec<(String, Loc)> = Vec::new();
+        let mut check: Option<Checker> = None;
         for k in n.block.iter().flatten() {
             match k.key.as_str() {
                 "weight" => {
@@ -974,23 +1160,266 @@ impl Conv {
                         r.lower_threshold = v;
                     }
                 }
-                "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "UDP_CHECK" | "DNS_CHECK" | "PING_CHECK" | "SMTP_CHECK"
-                | "BFD_CHECK" | "FILE_CHECK" | "inhibit_on_failure" | "delay_loop" | "connect_timeout" | "retry"
-                | "nb_get_retry" | "delay_before_retry" | "warmup" | "alpha" | "virtualhost" => {
-                    self.not_imported(k, CHECKS_PENDING)
+                "inhibit_on_failure" => r.inhibit_on_failure = Some(true),
+                key if self.timing_key(k, &mut real_spec, true) => real_keys.push((key.to_string(), k.loc.clone())),
+                "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "UDP_CHECK" | "DNS_CHECK" | "PING_CHECK" => {
+                    if check.is_some() {
+                        self.not_imported(
+                            k,
+                            "lvsbox runs one check per real server (keepalived requires all of them to pass); \
+                             only the first checker is imported",
+                        );
+                    } else {
+                        check = self.checker(k);
+                    }
                 }
+                "SMTP_CHECK" => self.not_imported(
+                    k,
+                    "lvsbox has no SMTP check; check the port with `check = { type = \"tcp\", connect_port = 25 }` \
+                     (connect only) instead",
+                ),
+                "BFD_CHECK" => self.not_imported(k, "lvsbox has no BFD; use a TCP, HTTP or ICMP check instead"),
+                "FILE_CHECK" => self.not_imported(
+                    k,
+                    "lvsbox has no file checks (nothing on the box writes them); probe the service itself (TCP/HTTP) \
+                     instead, or take the real out by hand with `lbd ctl disable`",
+                ),
                 "MISC_CHECK" => self.not_imported(
                     k,
                     format!(
-                        "{NO_SCRIPTS}; a script check has no equivalent: probe the service itself (TCP/HTTP) once \
-                         lvsbox has health checks"
+                        "{NO_SCRIPTS}; a script check has no equivalent: probe the service itself with a `check` \
+                         (tcp, http, udp, dns or icmp)"
                     ),
                 ),
                 "notify_up" | "notify_down" | "smtp_alert" => self.not_imported(k, NO_SCRIPTS),
                 _ => self.unknown(k, "real_server"),
             }
         }
-        Some((r, n.loc.clone()))
+        let check = match check {
+            Some(mut c) => {
+                // keepalived's cascade: the checker's keys over the real server's.
+                c.spec = c.spec.over(&real_spec);
+                Some(c)
+            }
+            None => {
+                for (key, loc) in real_keys {
+                    self.report.push(&loc, Kind::Note, key, "this real server has no check; nothing to import");
+                }
+                None
+            }
+        };
+        Some(ImportedReal { real: r, loc: n.loc.clone(), check })
+    }
+
+    /// Keys that time a check, at any of keepalived's levels (virtual_server,
+    /// real_server, checker): read into `spec`; false when `n` is none of them.
+    fn timing_key(&mut self, n: &Node, spec: &mut CheckSpec, vhost: bool) -> bool {
+        match n.key.as_str() {
+            "delay_loop" => spec.delay_loop = self.fsecs(n).or(spec.delay_loop),
+            "connect_timeout" => spec.connect_timeout = self.fsecs(n).or(spec.connect_timeout),
+            "delay_before_retry" => spec.delay_before_retry = self.fsecs(n).or(spec.delay_before_retry),
+            "warmup" => spec.warmup = self.fsecs(n).or(spec.warmup),
+            "retry" | "nb_get_retry" => spec.retry = self.arg(n, 0, "a retry count").or(spec.retry),
+            "alpha" => spec.alpha = Some(true),
+            "virtualhost" if vhost => spec.virtualhost = n.args.first().cloned().or(spec.virtualhost.take()),
+            _ => return false,
+        }
+        true
+    }
+
+    /// Seconds, possibly fractional.
+    fn fsecs(&mut self, n: &Node) -> Option<f64> {
+        let v: f64 = self.arg(n, 0, "a number of seconds")?;
+        if !v.is_finite() || v < 0.0 {
+            self.error(n, "is out of range");
+            return None;
+        }
+        Some(v)
+    }
+
+    /// A `TCP_CHECK`, `HTTP_GET`, `SSL_GET`, `UDP_CHECK`, `DNS_CHECK` or
+    /// `PING_CHECK` block.
+    fn checker(&mut self, c: &Node) -> Option<Checker> {
+        let kind = match c.key.as_str() {
+            "TCP_CHECK" => CheckType::Tcp,
+            "HTTP_GET" => CheckType::Http,
+            "SSL_GET" => CheckType::Https,
+            "UDP_CHECK" => CheckType::Udp,
+            "DNS_CHECK" => CheckType::Dns,
+            _ => CheckType::Icmp,
+        };
+        let http = matches!(kind, CheckType::Http | CheckType::Https);
+        let mut spec = CheckSpec { kind: Some(kind), ..CheckSpec::default() };
+        let mut urls = 0;
+        for n in c.block.iter().flatten() {
+            if self.timing_key(n, &mut spec, http) {
+                continue;
+            }
+            match (n.key.as_str(), kind) {
+                ("connect_ip", _) => spec.connect_ip = self.arg(n, 0, "an IP address"),
+                ("connect_port", CheckType::Icmp) => self.note(n, "an ICMP echo has no port; not imported"),
+                ("connect_port", _) => spec.connect_port = self.arg(n, 0, "a port"),
+                ("bindto", _) => spec.bindto = self.arg(n, 0, "an IP address"),
+                ("fwmark", _) => match self.arg::<u32>(n, 0, "a firewall mark") {
+                    Some(0) => self.note(n, "0 means unmarked; not imported"),
+                    m => spec.fwmark = m,
+                },
+                ("bind_port", _) => self.not_imported(
+                    n,
+                    "lvsbox lets the kernel choose the source port of a check; the check is imported without it",
+                ),
+                ("bind_if", _) => self.not_imported(
+                    n,
+                    "lvsbox binds a check to an address, not an interface: set `bindto` to an address of that \
+                     interface",
+                ),
+                ("log_all_failures", _) => {
+                    self.note(n, "lbd logs every transition with its reason; `lbd ctl checks` shows the last result")
+                }
+                ("url", CheckType::Http | CheckType::Https) => {
+                    urls += 1;
+                    if urls > 1 {
+                        self.not_imported(
+                            n,
+                            "lvsbox checks one URL per real server; this URL is not checked (the first one is)",
+                        );
+                    } else {
+                        self.url(n, &mut spec);
+                    }
+                }
+                ("http_protocol", CheckType::Http | CheckType::Https) => self.note(
+                    n,
+                    "lbd always sends an HTTP/1.1 GET with `Host` and `Connection: close`, which HTTP/1.0 servers \
+                     answer too",
+                ),
+                ("enable_sni", CheckType::Https) => {
+                    self.note(n, "lbd sends SNI whenever the check has a `virtualhost`")
+                }
+                ("fast_recovery" | "tls_compliant", CheckType::Http | CheckType::Https) => self.not_imported(
+                    n,
+                    "has no lvsbox equivalent; the check is imported without it (see `rise`/`fall` in docs/config.md)",
+                ),
+                ("payload", CheckType::Udp) => spec.payload = self.hex_arg(n),
+                ("require_reply", CheckType::Udp) => {
+                    spec.require_reply = if n.args.is_empty() { Some(String::new()) } else { self.hex_arg(n) }
+                }
+                ("min_reply_length" | "max_reply_length", CheckType::Udp) => self.not_imported(
+                    n,
+                    "lvsbox checks a reply by its first bytes (`require_reply`), not its length; the check is \
+                     imported without it",
+                ),
+                ("type", CheckType::Dns) => {
+                    let v = n.args.first().map(|s| s.to_ascii_uppercase()).unwrap_or_default();
+                    match serde_json::from_value::<DnsType>(v.clone().into()) {
+                        Ok(t) => spec.dns_type = Some(t),
+                        Err(_) => self
+                            .error(n, format!("`{v}` is not a query type lvsbox knows (A NS CNAME SOA MX TXT AAAA)")),
+                    }
+                }
+                ("name", CheckType::Dns) => spec.dns_name = n.args.first().cloned(),
+                _ => self.unknown(n, &c.key),
+            }
+        }
+        if kind == CheckType::Https {
+            // This build has no TLS: an https check would fail for ever and
+            // take every real server out. Checking the port keeps it useful.
+            let mut tcp = CheckSpec { kind: Some(CheckType::Tcp), ..spec.clone() };
+            tcp.path = None;
+            tcp.status_code = None;
+            tcp.regex = None;
+            tcp.digest = None;
+            tcp.virtualhost = None;
+            self.not_imported(
+                c,
+                "this lvsbox build has no TLS (an https check would always fail), so SSL_GET is imported as a TCP \
+                 connect check on the same port: the URL, status and digest are not checked; change it to \
+                 type = \"https\" once lvsbox has TLS",
+            );
+            return Some(Checker { spec: tcp, key: c.key.clone(), loc: c.loc.clone(), http: true });
+        }
+        Some(Checker { spec, key: c.key.clone(), loc: c.loc.clone(), http })
+    }
+
+    /// An HTTP_GET/SSL_GET `url` block.
+    fn url(&mut self, u: &Node, spec: &mut CheckSpec) {
+        for n in u.block.iter().flatten() {
+            if matches!(n.key.as_str(), "path" | "digest" | "regex" | "virtualhost") && n.args.len() > 1 {
+                let m = format!(
+                    "takes one word; `{}` is not imported (keepalived's parser reads keywords line by line): put \
+                     each keyword on its own line",
+                    n.args[1..].join(" ")
+                );
+                self.not_imported(n, m);
+            }
+            match n.key.as_str() {
+                "path" => match n.args.first() {
+                    Some(p) if p.starts_with('/') && !p.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+                        spec.path = Some(p.clone())
+                    }
+                    Some(p) => self.error(n, format!("`{p}` is not a path starting with '/'")),
+                    None => self.error(n, "needs a path"),
+                },
+                "status_code" => {
+                    let mut codes = Vec::new();
+                    let mut bad = false;
+                    for a in n.args.iter().flat_map(|a| a.split(',')).filter(|a| !a.is_empty()) {
+                        let (x, y) = a.split_once('-').unwrap_or((a, a));
+                        match (x.parse::<u16>(), y.parse::<u16>()) {
+                            (Ok(x), Ok(y)) if (100..=599).contains(&x) && (100..=599).contains(&y) && x <= y => {
+                                codes.push(StatusRange(x, y))
+                            }
+                            _ => {
+                                self.error(n, format!("`{a}` is not a status code 100..=599 or a range like 200-299"));
+                                bad = true;
+                                break;
+                            }
+                        }
+                    }
+                    if !bad && codes.is_empty() {
+                        self.error(n, "needs a status code");
+                    } else if !bad {
+                        spec.status_code.get_or_insert_with(Vec::new).extend(codes);
+                    }
+                }
+                "digest" => match n.args.first() {
+                    Some(d) if d.len() == 32 && d.chars().all(|c| c.is_ascii_hexdigit()) => {
+                        spec.digest = Some(d.to_ascii_lowercase())
+                    }
+                    _ => self.error(n, "needs an MD5 digest, 32 hex digits (as genhash prints it)"),
+                },
+                "regex" => match n.args.first() {
+                    Some(re) => match crate::health::re::Regex::new(re) {
+                        Ok(_) => spec.regex = Some(re.clone()),
+                        Err(e) => self.not_imported(
+                            n,
+                            format!(
+                                "lvsbox's regular expressions are a linear-time subset of PCRE and refuse this one \
+                                 ({e}); the body is not matched: rewrite it (docs/config.md, HTTP) as `regex`"
+                            ),
+                        ),
+                    },
+                    None => self.error(n, "needs a regular expression"),
+                },
+                "virtualhost" => spec.virtualhost = n.args.first().cloned(),
+                "regex_no_match" | "regex_options" | "regex_stack" | "regex_min_offset" | "regex_max_offset" => self
+                    .not_imported(
+                        n,
+                        "lvsbox matches `regex` against the whole body (up to 1 MiB), with no options; not imported",
+                    ),
+                _ => self.unknown(n, "url"),
+            }
+        }
+    }
+
+    /// A hex argument (UDP payloads).
+    fn hex_arg(&mut self, n: &Node) -> Option<String> {
+        let h: String = n.args.concat();
+        let ok = !h.is_empty() && h.len().is_multiple_of(2) && h.chars().all(|c| c.is_ascii_hexdigit());
+        if !ok || h.len() > 2 * 1400 {
+            self.error(n, "needs hex bytes, e.g. 0a0b0c (at most 1400 bytes)");
+            return None;
+        }
+        Some(h.to_ascii_lowercase())
     }
 }
 

@@ -3,6 +3,7 @@ use std::path::Path;
 
 use super::*;
 use crate::config::{Forwarding, Protocol, SchedFlag, Scheduler, TunnelType};
+use crate::health::config::{CheckSpec, CheckType, DnsType, StatusRange};
 
 const SEED002: &str = include_str!("fixtures/seed002_keepalived.conf");
 const FULL: &str = include_str!("fixtures/full.conf");
@@ -67,34 +68,35 @@ fn seed002_imports_without_error_and_reports_only_what_has_no_equivalent() {
     assert_eq!((rest.protocol, rest.scheduler, rest.forwarding), (Protocol::Tcp, Scheduler::Wrr, Forwarding::Dr));
     assert_eq!(rest.reals.len(), 2);
     assert_eq!(cfg.services.len(), 2);
-    // The report: the invalid router id, the checks (pending) and the
-    // initial state; nothing else.
+    // The TCP_CHECKs are checks: the same on both reals of each service, so
+    // once on the service, with the virtual_server's delay_loop 6.
+    let tcp = CheckSpec {
+        kind: Some(CheckType::Tcp),
+        delay_loop: Some(6.0),
+        connect_timeout: Some(3.0),
+        retry: Some(3),
+        delay_before_retry: Some(3.0),
+        ..CheckSpec::default()
+    };
+    // The FTP reals lose their port (as keepalived programs them), the check keeps it.
+    assert_eq!(ftp.check, Some(CheckSpec { connect_port: Some(9814), ..tcp.clone() }));
+    assert_eq!(rest.check, Some(tcp));
+    assert!(cfg.services.iter().flat_map(|s| &s.reals).all(|r| r.check.is_none()));
+    let resolved = crate::health::config::resolve(&cfg);
+    let targets: Vec<String> =
+        resolved.checks.iter().flatten().map(|c| c.as_ref().unwrap().target.to_string()).collect();
+    assert_eq!(targets, ["192.168.100.34:9814", "192.168.100.35:9814", "192.168.100.34:9826", "192.168.100.35:9826"]);
+    // The report: the invalid router id and the initial state; nothing else.
     let e = entries(&out.report);
-    let pending: Vec<(usize, Kind, String)> = [
-        (4, Kind::NotImported, "router_id"),
-        (26, Kind::NotImported, "delay_loop"),
-        (34, Kind::NotImported, "TCP_CHECK"),
-        (44, Kind::NotImported, "TCP_CHECK"),
-        (54, Kind::NotImported, "delay_loop"),
-        (61, Kind::NotImported, "TCP_CHECK"),
-        (70, Kind::NotImported, "TCP_CHECK"),
-        (8, Kind::Note, "state"),
-        (25, Kind::Note, "virtual_server"),
-    ]
-    .into_iter()
-    .map(|(l, k, w)| (l, k, w.to_string()))
-    .collect();
-    let mut sorted = e.clone();
-    sorted.sort();
-    let mut want = pending.clone();
-    want.sort();
-    assert_eq!(sorted, want, "{}", out.report.text());
+    let want: Vec<(usize, Kind, String)> =
+        [(4, Kind::NotImported, "router_id"), (8, Kind::Note, "state"), (25, Kind::Note, "virtual_server")]
+            .into_iter()
+            .map(|(l, k, w)| (l, k, w.to_string()))
+            .collect();
+    assert_eq!(e, want, "{}", out.report.text());
     let text = out.report.text();
-    assert!(
-        text.contains("keepalived.conf:34: not imported: TCP_CHECK: checks: pending health-check support"),
-        "{text}"
-    );
-    assert!(text.contains("import: 0 error(s), 7 not imported, 2 note(s)"), "{text}");
+    assert!(!text.contains("pending") && !text.contains("CHECK"), "{text}");
+    assert!(text.contains("import: 0 error(s), 1 not imported, 2 note(s)"), "{text}");
 }
 
 #[test]
@@ -169,17 +171,27 @@ fn full_fixture_maps_every_supported_feature() {
         "etc/full.conf:16: not imported: vrrp_script",
         "etc/full.conf:39: not imported: track_script",
         "etc/full.conf:42: not imported: notify_master: lvsbox runs no scripts",
-        "etc/conf.d/10-web.conf:13: not imported: delay_loop: checks: pending",
-        "etc/conf.d/10-web.conf:14: not imported: sorry_server: checks: pending",
-        "etc/conf.d/10-web.conf:18: not imported: inhibit_on_failure: checks: pending",
-        "etc/conf.d/10-web.conf:19: not imported: HTTP_GET: checks: pending",
+        "etc/conf.d/10-web.conf:20: not imported: path: takes one word; `status_code 200` is not imported",
         "etc/conf.d/10-web.conf:28: not imported: MISC_CHECK: lvsbox runs no scripts",
-        "etc/conf.d/20-dns.conf:18: not imported: quorum: checks: pending",
         "etc/full.conf:22: note: state",
     ] {
         assert!(text.contains(want), "missing `{want}` in\n{text}");
     }
-    assert_eq!(out.report.of(Kind::NotImported).count(), 11, "{text}");
+    assert_eq!(out.report.of(Kind::NotImported).count(), 7, "{text}");
+    // The checks and what goes with them: sorry server, inhibit, quorum.
+    for s in &c.services[..2] {
+        let so = s.sorry_server.as_ref().unwrap();
+        assert_eq!((so.address.to_string(), so.forwarding, so.weight), ("10.0.1.99:8080".into(), None, 1));
+        assert_eq!(s.reals[0].inhibit_on_failure, Some(true));
+        let ck = s.reals[0].check.as_ref().unwrap();
+        assert_eq!(
+            (ck.kind, ck.path.as_deref(), ck.delay_loop, ck.connect_timeout, ck.delay_before_retry),
+            (Some(CheckType::Http), Some("/health"), Some(5.0), Some(2.0), Some(3.0)),
+            "delay_loop from the virtual_server, keepalived's HTTP delay_before_retry"
+        );
+        assert!(s.check.is_none() && s.reals[1].check.is_none(), "the MISC_CHECK real is not checked");
+    }
+    assert_eq!(c.services[3].quorum, Some(1));
 }
 
 #[test]
@@ -278,6 +290,9 @@ fn deprecated_aliases_and_defaults() {
     assert!(!out.report.has_errors(), "{}", out.report.text());
     let c = out.config.unwrap();
     assert_eq!(c.services[0].scheduler, c.services[1].scheduler);
+    // nb_get_retry is retry; keepalived's delay_loop and connect_timeout defaults are written out.
+    let ck = c.services[0].check.as_ref().unwrap();
+    assert_eq!((ck.retry, ck.delay_loop, ck.connect_timeout, ck.alpha), (Some(3), Some(60.0), Some(5.0), None));
     // keepalived's default method is NAT (ipvsadm's is DR).
     assert_eq!(c.services[1].forwarding, Forwarding::Nat);
     // A password longer than keepalived uses is cut as keepalived does; AH is reported.
@@ -292,6 +307,192 @@ fn deprecated_aliases_and_defaults() {
         "{}",
         out.report.text()
     );
+}
+
+#[test]
+fn checkers_map_onto_check_tables() {
+    let conf = r#"virtual_server 192.0.2.1 80 {
+    protocol TCP
+    delay_loop 10
+    retry 2
+    virtualhost www.example.com
+    quorum 4
+    hysteresis 1
+    sorry_server 192.0.2.99 80
+    sorry_server_lvs_method DR
+    inhibit_on_failure
+    ha_suspend
+    real_server 192.0.2.10 80 {
+        weight 2
+        delay_before_retry 2
+        HTTP_GET {
+            url {
+                path /health
+                status_code 200 301-302
+                digest 9B3A0C85A887A256D6939DA88AABD8CD
+                regex "^ok"
+            }
+            url {
+                path /other
+            }
+            connect_timeout 1.5
+            bindto 192.0.2.2
+            fwmark 9
+            http_protocol 1.0
+        }
+        TCP_CHECK {
+        }
+    }
+    real_server 192.0.2.11 80 {
+        weight 2
+        SSL_GET {
+            url {
+                path /
+            }
+            connect_port 443
+            warmup 5
+            alpha
+        }
+    }
+    real_server 192.0.2.12 80 {
+        weight 2
+        PING_CHECK {
+            connect_ip 192.0.2.112
+            delay_loop 2
+        }
+    }
+    real_server 192.0.2.13 80 {
+        weight 2
+        MISC_CHECK {
+            misc_path /bin/true
+        }
+        SMTP_CHECK {
+        }
+        FILE_CHECK {
+        }
+    }
+}
+virtual_server 192.0.2.1 53 {
+    protocol UDP
+    real_server 192.0.2.20 53 {
+        UDP_CHECK {
+            payload 0a0B0c
+            require_reply
+            min_reply_length 4
+        }
+    }
+    real_server 192.0.2.21 53 {
+        DNS_CHECK {
+            type a
+            name example.com
+            bind_port 5353
+        }
+    }
+    real_server 192.0.2.22 53 {
+        TCP_CHECK {
+            connect_timeout 2
+        }
+    }
+}
+virtual_server fwmark 5 {
+    lb_kind DR
+    protocol TCP
+    quorum 2
+    hysteresis 5
+    real_server 192.0.2.30 0 {
+        TCP_CHECK {
+        }
+    }
+    real_server 192.0.2.31 {
+        PING_CHECK {
+        }
+    }
+}
+"#;
+    let out = ka(&[("k.conf", conf)]);
+    assert!(!out.report.has_errors(), "{}", out.report.text());
+    let c = out.config.clone().unwrap();
+    let web = &c.services[0];
+    assert_eq!((web.quorum, web.hysteresis, web.inhibit_on_failure), (Some(4), Some(1), true));
+    let so = web.sorry_server.as_ref().unwrap();
+    assert_eq!((so.address.to_string(), so.forwarding), ("192.0.2.99:80".into(), Some(Forwarding::Dr)));
+    assert!(web.check.is_none(), "different checks stay on the reals");
+    let http = web.reals[0].check.clone().unwrap();
+    assert_eq!(
+        http,
+        CheckSpec {
+            kind: Some(CheckType::Http),
+            delay_loop: Some(10.0),
+            connect_timeout: Some(1.5),
+            retry: Some(2),
+            delay_before_retry: Some(2.0),
+            bindto: Some(ip("192.0.2.2")),
+            fwmark: Some(9),
+            path: Some("/health".into()),
+            status_code: Some(vec![StatusRange(200, 200), StatusRange(301, 302)]),
+            regex: Some("^ok".into()),
+            digest: Some("9b3a0c85a887a256d6939da88aabd8cd".into()),
+            virtualhost: Some("www.example.com".into()),
+            ..CheckSpec::default()
+        },
+        "checker over real_server over virtual_server"
+    );
+    // SSL_GET: a TCP check of its port while lvsbox has no TLS.
+    let ssl = web.reals[1].check.clone().unwrap();
+    assert_eq!(
+        (ssl.kind, ssl.connect_port, ssl.path, ssl.virtualhost, ssl.warmup, ssl.alpha, ssl.delay_before_retry),
+        (Some(CheckType::Tcp), Some(443), None, None, Some(5.0), Some(true), Some(3.0))
+    );
+    let ping = web.reals[2].check.clone().unwrap();
+    assert_eq!(
+        (ping.kind, ping.connect_ip, ping.delay_loop, ping.retry, ping.virtualhost),
+        (Some(CheckType::Icmp), Some(ip("192.0.2.112")), Some(2.0), Some(2), None)
+    );
+    assert!(web.reals[3].check.is_none());
+    let dns = &c.services[1];
+    let udp = dns.reals[0].check.clone().unwrap();
+    assert_eq!(
+        (udp.kind, udp.payload.as_deref(), udp.require_reply.as_deref()),
+        (Some(CheckType::Udp), Some("0a0b0c"), Some(""))
+    );
+    let d = dns.reals[1].check.clone().unwrap();
+    assert_eq!(
+        (d.kind, d.dns_type, d.dns_name.as_deref()),
+        (Some(CheckType::Dns), Some(DnsType::A), Some("example.com"))
+    );
+    // A TCP check of a UDP service names the real's port (lvsbox needs it said).
+    let t = dns.reals[2].check.clone().unwrap();
+    assert_eq!((t.kind, t.connect_port), (Some(CheckType::Tcp), Some(53)));
+    let fw = &c.services[2];
+    assert_eq!((fw.quorum, fw.hysteresis), (Some(2), Some(1)), "hysteresis below quorum, as lvsbox needs");
+    assert_eq!((fw.reals[0].address.port, fw.reals[1].address.port), (Some(0), None));
+    assert!(fw.reals[0].check.is_none(), "no port to check");
+    assert_eq!(fw.reals[1].check.as_ref().and_then(|c| c.kind), Some(CheckType::Icmp));
+    // What lvsbox cannot express is reported where it is.
+    let text = out.report.text();
+    for want in [
+        "k.conf:11: not imported: ha_suspend",
+        "k.conf:22: not imported: url: lvsbox checks one URL per real server",
+        "k.conf:28: note: http_protocol",
+        "k.conf:30: not imported: TCP_CHECK: lvsbox runs one check per real server",
+        "k.conf:35: not imported: SSL_GET: this lvsbox build has no TLS",
+        "k.conf:53: not imported: MISC_CHECK",
+        "k.conf:56: not imported: SMTP_CHECK",
+        "k.conf:58: not imported: FILE_CHECK",
+        "k.conf:68: not imported: min_reply_length",
+        "k.conf:75: not imported: bind_port",
+        "k.conf:88: note: hysteresis: lvsbox needs hysteresis below quorum (2); imported as hysteresis = 1",
+        "k.conf:90: not imported: TCP_CHECK: this real server has no port to check",
+    ] {
+        assert!(text.contains(want), "missing `{want}` in\n{text}");
+    }
+    assert!(!text.contains("pending"), "{text}");
+    // Malformed checker values are located errors.
+    let bad = "virtual_server 192.0.2.1 80 {\n protocol TCP\n real_server 192.0.2.9 80 {\n HTTP_GET {\n url {\n \
+               status_code 99\n digest xyz\n }\n }\n }\n}\n";
+    let text = ka(&[("b.conf", bad)]).report.text();
+    assert!(text.contains("b.conf:6: error: status_code: `99` is not a status code"), "{text}");
+    assert!(text.contains("b.conf:7: error: digest: needs an MD5 digest"), "{text}");
 }
 
 // ---------------------------------------------------------------- ipvsadm
