@@ -258,18 +258,7 @@ fn substitute(w: &str, vars: &HashMap<String, String>) -> String {
     let mut i = 0;
     while i < c.len() {
         if c[i] == '$' {
-            let (name, end) = if c.get(i + 1) == Some(&'{') {
-                match c[i + 2..].iter().position(|x| *x == '}') {
-                    Some(p) => (c[i + 2..i + 2 + p].iter().collect::<String>(), i + 3 + p),
-                    None => (String::new(), i + 1),
-                }
-            } else {
-                let mut j = i + 1;
-                while j < c.len() && (c[j].is_ascii_alphanumeric() || c[j] == '_') {
-                    j += 1;
-                }
-                (c[i + 1..j].iter().collect::<String>(), j)
-            };
+            let (name, end) = super::var_ref(&c, i, |ch, _| ch.is_ascii_alphanumeric() || ch == '_');
             if let Some(v) = vars.get(&name) {
                 out.push_str(v);
                 i = end;

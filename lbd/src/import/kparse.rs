@@ -189,18 +189,8 @@ impl Lexer<'_> {
         let mut i = 0;
         while i < c.len() {
             if c[i] == '$' {
-                let (name, end) = if c.get(i + 1) == Some(&'{') {
-                    match c[i + 2..].iter().position(|x| *x == '}') {
-                        Some(p) => (c[i + 2..i + 2 + p].iter().collect::<String>(), i + 3 + p),
-                        None => (String::new(), i + 1),
-                    }
-                } else {
-                    let mut j = i + 1;
-                    while j < c.len() && is_ident(c[j]) && (j > i + 1 || is_ident_start(c[j])) {
-                        j += 1;
-                    }
-                    (c[i + 1..j].iter().collect::<String>(), j)
-                };
+                let (name, end) =
+                    super::var_ref(&c, i, |ch, first| if first { is_ident_start(ch) } else { is_ident(ch) });
                 if !name.is_empty() {
                     match self.vars.get(&name) {
                         Some(v) => out.push_str(v),

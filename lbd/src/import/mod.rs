@@ -434,5 +434,24 @@ pub(crate) fn glob(fs: &dyn Fs, base: &Path, pattern: &str) -> Vec<PathBuf> {
     found
 }
 
+/// The variable reference at `c[i]` (a `$`): `${NAME}` or `$NAME`, where a
+/// bare name runs while `bare(char, is_first)` holds. Returns the name (empty
+/// when there is none: a lone `$`, an unclosed `${`) and the index just past
+/// the reference. Shared by the keepalived and ipvsadm readers, which differ
+/// in what a bare name may contain and in what an unknown name does.
+fn var_ref(c: &[char], i: usize, bare: impl Fn(char, bool) -> bool) -> (String, usize) {
+    if c.get(i + 1) == Some(&'{') {
+        return match c[i + 2..].iter().position(|x| *x == '}') {
+            Some(p) => (c[i + 2..i + 2 + p].iter().collect(), i + 3 + p),
+            None => (String::new(), i + 1),
+        };
+    }
+    let mut j = i + 1;
+    while j < c.len() && bare(c[j], j == i + 1) {
+        j += 1;
+    }
+    (c[i + 1..j].iter().collect(), j)
+}
+
 #[cfg(test)]
 mod tests;
