@@ -73,7 +73,8 @@ fn run(name: &str, sc: &Value) {
             assert!(in_flight, "{name} step {k}: a result but no probe in flight");
             in_flight = false;
             let (verdict, reason) = r.split_once(' ').unwrap_or((r, ""));
-            let o = Outcome { ok: verdict == "ok", reason: reason.into(), latency: Duration::from_millis(1) };
+            let o =
+                Outcome { ok: verdict == "ok", reason: reason.to_string().into(), latency: Duration::from_millis(1) };
             note(m.handle(now, Event::Result(o)), &mut log, &mut armed, &mut in_flight);
         }
         if let Some(e) = step.get("expect") {

@@ -12,7 +12,14 @@
 //! Retries are skipped while the real is down or unknown: a failure there
 //! changes nothing, so it is not worth a second attempt (keepalived retries
 //! anyway, doubling its cost for dead reals).
+//!
+//! A round starts at the time its timer was armed for, not the time the timer
+//! was seen to fire: a busy box that fires timers late does not stretch the
+//! period by that lateness every round (it did: 1.14 s instead of 1 s with
+//! 1,000 checks in a TCG guest). A timer more than a period late (a
+//! suspended box) restarts the schedule from now instead of catching up.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 
@@ -45,19 +52,20 @@ impl fmt::Display for Health {
 pub struct Outcome {
     /// Whether it passed.
     pub ok: bool,
-    /// Why (`connected`, `status 200`, `connection refused`, `timeout`, `status 503`, …).
-    pub reason: String,
+    /// Why (`connected`, `status 200`, `connection refused`, `timeout`, `status 503`, …);
+    /// the common reasons are static strings: a result costs no allocation.
+    pub reason: Cow<'static, str>,
     /// How long it took.
     pub latency: Duration,
 }
 
 impl Outcome {
     /// A pass.
-    pub fn ok(reason: impl Into<String>, latency: Duration) -> Self {
+    pub fn ok(reason: impl Into<Cow<'static, str>>, latency: Duration) -> Self {
         Outcome { ok: true, reason: reason.into(), latency }
     }
     /// A failure.
-    pub fn fail(reason: impl Into<String>, latency: Duration) -> Self {
+    pub fn fail(reason: impl Into<Cow<'static, str>>, latency: Duration) -> Self {
         Outcome { ok: false, reason: reason.into(), latency }
     }
 }
@@ -112,6 +120,8 @@ pub struct Machine {
     attempt: u32,
     in_flight: bool,
     round_start: Duration,
+    /// The time the armed timer is due.
+    armed: Option<Duration>,
     rounds: u64,
     rng: u64,
 }
@@ -128,6 +138,7 @@ impl Machine {
             attempt: 0,
             in_flight: false,
             round_start: Duration::ZERO,
+            armed: None,
             rounds: 0,
             rng: seed | 1,
         }
@@ -168,14 +179,19 @@ impl Machine {
             Event::Start => {
                 let w = self.timing.warmup_ms;
                 let jitter = if w == 0 { 0 } else { self.random() % (w + 1) };
-                vec![Action::Arm(now + Duration::from_millis(jitter))]
+                vec![self.arm(now + Duration::from_millis(jitter))]
             }
             Event::Timer => {
                 if self.in_flight {
                     return Vec::new();
                 }
+                let due = self.armed.take().filter(|&at| at <= now);
                 if self.attempt == 0 {
-                    self.round_start = now;
+                    let period = Duration::from_millis(self.timing.delay_loop_ms);
+                    self.round_start = match due {
+                        Some(at) if now - at < period => at,
+                        _ => now,
+                    };
                     self.rounds += 1;
                 }
                 self.in_flight = true;
@@ -199,12 +215,12 @@ impl Machine {
                     if rises {
                         out.push(self.change(Health::Up, o.reason));
                     }
-                    out.push(Action::Arm(self.next_round(now)));
+                    out.push(self.arm(self.next_round(now)));
                     return out;
                 }
                 self.attempt += 1;
                 if self.health == Health::Up && self.attempt <= self.timing.retry {
-                    return vec![Action::Arm(now + Duration::from_millis(self.timing.delay_before_retry_ms))];
+                    return vec![self.arm(now + Duration::from_millis(self.timing.delay_before_retry_ms))];
                 }
                 self.attempt = 0;
                 self.ok_rounds = 0;
@@ -217,18 +233,23 @@ impl Machine {
                 if falls {
                     out.push(self.change(Health::Down, o.reason));
                 }
-                out.push(Action::Arm(self.next_round(now)));
+                out.push(self.arm(self.next_round(now)));
                 out
             }
         }
     }
 
-    fn change(&mut self, to: Health, reason: String) -> Action {
+    fn arm(&mut self, at: Duration) -> Action {
+        self.armed = Some(at);
+        Action::Arm(at)
+    }
+
+    fn change(&mut self, to: Health, reason: Cow<'static, str>) -> Action {
         let from = self.health;
         self.health = to;
         self.ok_rounds = 0;
         self.fail_rounds = 0;
-        Action::Change { from, to, reason }
+        Action::Change { from, to, reason: reason.into_owned() }
     }
 }
 
@@ -290,6 +311,20 @@ mod tests {
         let mut m = Machine::new(t(1000, 0, 0, 1, 1), Health::Up, 1);
         m.handle(MS(0), Event::Timer);
         assert_eq!(m.handle(MS(1500), Event::Result(Outcome::ok("ok", MS(1500)))), vec![Action::Arm(MS(1500))]);
+    }
+
+    #[test]
+    fn a_late_timer_does_not_stretch_the_period() {
+        let mut m = Machine::new(t(1000, 0, 0, 1, 1), Health::Up, 1);
+        m.handle(MS(0), Event::Start);
+        m.handle(MS(0), Event::Timer);
+        assert_eq!(m.handle(MS(5), Event::Result(Outcome::ok("ok", MS(5)))), vec![Action::Arm(MS(1000))]);
+        // Fired 80 ms late: the round still counts from 1000.
+        m.handle(MS(1080), Event::Timer);
+        assert_eq!(m.handle(MS(1085), Event::Result(Outcome::ok("ok", MS(5)))), vec![Action::Arm(MS(2000))]);
+        // More than a period late (a suspended box): start again from now.
+        m.handle(MS(3500), Event::Timer);
+        assert_eq!(m.handle(MS(3505), Event::Result(Outcome::ok("ok", MS(5)))), vec![Action::Arm(MS(4500))]);
     }
 
     #[test]

@@ -4,7 +4,13 @@
 //! TCP and HTTP sockets are closed with an RST (SO_LINGER 0), as HAProxy does
 //! for its checks: thousands of checks a second would otherwise park as many
 //! sockets in TIME_WAIT on the director.
+//!
+//! A TCP check is the hot path (thousands a second): socket, connect, one
+//! readiness wait, SO_ERROR, SO_LINGER, close, and no allocation for its
+//! reason. The other probes' futures hold their buffers and are boxed, so
+//! the TCP probe's future stays small (it was 10 KiB, copied on every attempt).
 
+use std::borrow::Cow;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -21,17 +27,56 @@ use super::fsm::Outcome;
 const HEAD_MAX: usize = 64 * 1024;
 const BODY_MAX: usize = 1 << 20;
 
-/// Runs one attempt of `c`.
+/// Runs one attempt of `c`, bounded by its `connect_timeout`.
 pub async fn run(c: &Check) -> Outcome {
     let t0 = Instant::now();
-    let limit = Duration::from_millis(c.timing.connect_timeout_ms.max(1));
-    let r = tokio::time::timeout(limit, attempt(c)).await;
+    let limit = limit(c);
+    match tokio::time::timeout(limit, unbounded(c)).await {
+        Ok(o) => o,
+        Err(_) => timed_out(limit, t0.elapsed()),
+    }
+}
+
+/// The bound of one attempt of `c`.
+pub fn limit(c: &Check) -> Duration {
+    Duration::from_millis(c.timing.connect_timeout_ms.max(1))
+}
+
+/// The outcome of an attempt cut at `limit`.
+pub fn timed_out(limit: Duration, latency: Duration) -> Outcome {
+    let reason = match limit.as_millis() {
+        1000 => Cow::Borrowed("timeout after 1 s"),
+        _ => Cow::Owned(format!("timeout after {}", secs(limit))),
+    };
+    Outcome::fail(reason, latency)
+}
+
+/// Runs one attempt of `c` without its time bound: the engine bounds it
+/// with its own timers (a runtime timer per attempt costs a wakeup of the
+/// runtime's driver, a syscall, for every probe).
+pub async fn unbounded(c: &Check) -> Outcome {
+    let t0 = Instant::now();
+    let r = match c.probe {
+        Probe::Tcp => tcp(c).await,
+        _ => Box::pin(other(c)).await,
+    };
     let latency = t0.elapsed();
     match r {
-        Ok(Ok(reason)) => Outcome::ok(reason, latency),
-        Ok(Err(reason)) => Outcome::fail(reason, latency),
-        Err(_) => Outcome::fail(format!("timeout after {}", secs(limit)), latency),
+        Ok(reason) => Outcome::ok(reason, latency),
+        Err(reason) => Outcome::fail(reason, latency),
     }
+}
+
+type Reason = Cow<'static, str>;
+
+async fn tcp(c: &Check) -> Result<Reason, Reason> {
+    let s = connect(c).await?;
+    rst_close(&s);
+    Ok(Cow::Borrowed("connected"))
+}
+
+async fn other(c: &Check) -> Result<Reason, Reason> {
+    attempt(c).await.map(Cow::Owned).map_err(Cow::Owned)
 }
 
 fn secs(d: Duration) -> String {
@@ -41,16 +86,12 @@ fn secs(d: Duration) -> String {
 
 async fn attempt(c: &Check) -> Result<String, String> {
     match &c.probe {
-        Probe::Tcp => {
-            let s = connect(c).await?;
-            rst_close(&s);
-            Ok("connected".into())
-        }
+        Probe::Tcp => Box::pin(tcp(c)).await.map(Cow::into_owned).map_err(Cow::into_owned),
         Probe::Http(h) => {
             if h.tls {
                 return Err("https checks are not available in this build".into());
             }
-            let mut s = connect(c).await?;
+            let mut s = connect(c).await.map_err(Cow::into_owned)?;
             let r = http(&mut s, h, c.target).await;
             rst_close(&s);
             r
@@ -63,35 +104,40 @@ async fn attempt(c: &Check) -> Result<String, String> {
 
 /// Words an operator reads for a socket error.
 pub fn io_reason(e: &io::Error) -> String {
-    match e.raw_os_error() {
-        Some(libc::ECONNREFUSED) => "connection refused".into(),
-        Some(libc::EHOSTUNREACH) => "host unreachable".into(),
-        Some(libc::ENETUNREACH) => "network unreachable".into(),
-        Some(libc::ECONNRESET) => "connection reset".into(),
-        Some(libc::ETIMEDOUT) => "timeout".into(),
-        Some(libc::EADDRNOTAVAIL) => "source address not available".into(),
-        Some(libc::EMFILE | libc::ENFILE) => "too many open files".into(),
+    reason_of(e).into_owned()
+}
+
+fn reason_of(e: &io::Error) -> Reason {
+    Cow::Borrowed(match e.raw_os_error() {
+        Some(libc::ECONNREFUSED) => "connection refused",
+        Some(libc::EHOSTUNREACH) => "host unreachable",
+        Some(libc::ENETUNREACH) => "network unreachable",
+        Some(libc::ECONNRESET) => "connection reset",
+        Some(libc::ETIMEDOUT) => "timeout",
+        Some(libc::EADDRNOTAVAIL) => "source address not available",
+        Some(libc::EMFILE | libc::ENFILE) => "too many open files",
         _ => {
             let s = e.to_string();
-            s.split(" (os error").next().unwrap_or(&s).to_lowercase()
+            return Cow::Owned(s.split(" (os error").next().unwrap_or(&s).to_lowercase());
         }
-    }
+    })
 }
 
 fn rst_close(s: &TcpStream) {
     let _ = SockRef::from(s).set_linger(Some(Duration::ZERO));
 }
 
-async fn connect(c: &Check) -> Result<TcpStream, String> {
-    let sock = if c.target.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(|e| io_reason(&e))?;
+/// A connected socket (no TCP_NODELAY: a check sends at most one request,
+/// in one write).
+async fn connect(c: &Check) -> Result<TcpStream, Reason> {
+    let sock = if c.target.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(|e| reason_of(&e))?;
     if c.mark != 0 {
-        SockRef::from(&sock).set_mark(c.mark).map_err(|e| format!("SO_MARK: {}", io_reason(&e)))?;
+        SockRef::from(&sock).set_mark(c.mark).map_err(|e| Cow::Owned(format!("SO_MARK: {}", io_reason(&e))))?;
     }
     if let Some(b) = source(c) {
-        sock.bind(SocketAddr::new(b, 0)).map_err(|e| format!("bind {b}: {}", io_reason(&e)))?;
+        sock.bind(SocketAddr::new(b, 0)).map_err(|e| Cow::Owned(format!("bind {b}: {}", io_reason(&e))))?;
     }
-    let _ = sock.set_nodelay(true);
-    sock.connect(c.target).await.map_err(|e| io_reason(&e))
+    sock.connect(c.target).await.map_err(|e| reason_of(&e))
 }
 
 /// The request line and headers of a check's GET.
