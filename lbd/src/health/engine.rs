@@ -9,7 +9,6 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -224,11 +223,9 @@ enum Kind {
 /// A probe's end: its check, and its outcome (`None`: cut at its deadline).
 type Done = (u32, u32, Option<Outcome>);
 
-fn attempt(i: u32, tag: u32, check: Arc<Check>, cut: AbortRegistration) -> impl Future<Output = Done> {
-    async move {
-        let o = Abortable::new(probe::unbounded(&check), cut).await.ok();
-        (i, tag, o)
-    }
+async fn attempt(i: u32, tag: u32, check: Arc<Check>, cut: AbortRegistration) -> Done {
+    let o = Abortable::new(probe::unbounded(&check), cut).await.ok();
+    (i, tag, o)
 }
 
 impl Sched {
