@@ -238,7 +238,11 @@ impl Sched {
         let gone: Vec<Check> = self.index.keys().filter(|c| !want.contains_key(*c)).cloned().collect();
         for c in gone {
             if let Some(i) = self.index.remove(&c) {
-                self.slots[i] = None;
+                // Its probe in flight ends now: an orphan connecting to a
+                // silent address would hold a concurrency slot for minutes.
+                if let Some((_, _, cut)) = self.slots[i].take().and_then(|s| s.probe) {
+                    cut.abort();
+                }
                 self.free.push(i);
             }
         }
