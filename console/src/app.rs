@@ -491,6 +491,7 @@ fn cmd_kind(c: &Command) -> &'static str {
         Command::VrrpMaintenance { .. } => "vrrp_maintenance",
         Command::Checks => "checks",
         Command::RealOverride { .. } => "real_override",
+        Command::Import { .. } => "import",
     }
 }
 

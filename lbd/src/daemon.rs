@@ -18,11 +18,12 @@ use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use crate::config::{self, Config, ConfigError};
-use crate::ctl::proto::{Command, OverrideAction, Request, Response, View};
+use crate::ctl::proto::{Command, ImportFormat, MAX_IMPORT_TEXT, OverrideAction, Request, Response, View};
 use crate::health::engine::{Engine as HealthEngine, Transition};
 use crate::health::overlay::{Overlay, Override};
 use crate::ipvs::{self, ServiceKey};
 use crate::ipvsadm;
+use crate::import::Kind as ImportKind;
 use crate::kernel::Kernel;
 use crate::logring::LogRing;
 use crate::reconcile::{self, Drains, Op};
@@ -1035,10 +1036,63 @@ impl Daemon {
             Command::Checks => Response::ok(id, self.checks()),
             Command::RealOverride { service, real, action } => done(self.set_override(&service, &real, action).await),
             Command::Fwmark => Response::ok(id, self.fwmark()),
+            Command::Import { format, text, base } => self.import(id, format, &text, base.as_deref()),
             Command::VrrpMaintenance { target, on } => match self.vrrp.maintenance(&target, on).await {
                 Ok(v) => Response::ok(id, v),
                 Err(e) => Response::err(id, e),
             },
+        }
+    }
+
+    /// `import`: converts pasted text and fits it onto `base` (or the
+    /// applied config). Nothing is applied or written.
+    fn import(&self, id: u64, format: ImportFormat, text: &str, base: Option<&str>) -> Response {
+        if text.len() > MAX_IMPORT_TEXT {
+            return Response::err(
+                id,
+                format!("the text is {} bytes; import takes at most {} KiB", text.len(), MAX_IMPORT_TEXT / 1024),
+            );
+        }
+        let base = match base {
+            Some(t) => match config::parse(t, "base") {
+                Ok(c) => c,
+                Err(errors) => {
+                    return Response::err_with(
+                        id,
+                        format!("the config to import into has {} error(s)", errors.len()),
+                        json!({ "errors": errors }),
+                    );
+                }
+            },
+            None => self.lock().cfg.clone(),
+        };
+        let p = crate::import::paste(format, text, &base);
+        let r = &p.outcome.report;
+        let mut entries = Vec::new();
+        for k in [ImportKind::Error, ImportKind::NotImported, ImportKind::Note] {
+            for e in r.of(k) {
+                entries.push(json!({
+                    "file": e.loc.file, "line": e.loc.line, "kind": e.kind.to_string(),
+                    "what": e.what, "message": e.message,
+                }));
+            }
+        }
+        let summary = r.text().lines().last().unwrap_or_default().to_string();
+        let data = json!({
+            "converted": p.outcome.config.is_some(),
+            "summary": summary,
+            "report": entries,
+            "toml": p.outcome.toml,
+            "replaced": p.replaced,
+            "merge_errors": p.merge_errors,
+            "merged": p.merged.as_ref().map(Config::to_toml),
+        });
+        if p.merged.is_some() {
+            Response::ok(id, data)
+        } else if !p.merge_errors.is_empty() {
+            Response::err_with(id, "the imported config does not fit this box's config", data)
+        } else {
+            Response::err_with(id, summary, data)
         }
     }
 

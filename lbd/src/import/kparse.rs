@@ -147,6 +147,10 @@ impl Lexer<'_> {
                     self.report.error(&loc, kw, "takes one file name (quote a name with spaces)");
                     continue;
                 }
+                if let Some(why) = self.fs.no_includes() {
+                    self.report.error(&loc, kw, format!("`{pat}`: {why}"));
+                    continue;
+                }
                 if depth >= MAX_INCLUDE_DEPTH {
                     self.report.error(&loc, kw, format!("includes nest deeper than {MAX_INCLUDE_DEPTH} (a loop?)"));
                     continue;
