@@ -142,18 +142,81 @@ pub enum SysView {
     History,
     /// One kept version's text.
     Version,
+    /// Pasting a keepalived.conf, then lbd's import report.
+    Import,
 }
 
 /// System menu: key, label.
-pub const SYS_MENU: [(char, &str); 7] = [
+pub const SYS_MENU: [(char, &str); 8] = [
     ('h', "Host name"),
     ('p', "Set console password"),
     ('c', "Show config (TOML)"),
     ('v', "Config history"),
+    ('i', "Import keepalived.conf"),
     ('b', "Reboot"),
     ('o', "Power off"),
     ('R', "Reset to factory defaults"),
 ];
+
+/// Largest paste the import screen takes (what lbd's `import` accepts).
+pub const MAX_PASTE: usize = lbd::ctl::proto::MAX_IMPORT_TEXT;
+
+/// A keepalived.conf being pasted on the System screen, and what lbd made of it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Paste {
+    /// The text so far (newlines and tabs kept).
+    pub text: String,
+    /// Bytes that arrived beyond [`MAX_PASTE`] and were dropped.
+    pub dropped: usize,
+    /// The last key was a carriage return (a CR LF pair is one newline).
+    last_cr: bool,
+    /// Sent to lbd, no answer yet.
+    pub converting: bool,
+    /// lbd's answer.
+    pub result: Option<ImportResult>,
+}
+
+impl Paste {
+    /// Lines received so far.
+    pub fn lines(&self) -> usize {
+        self.text.lines().count()
+    }
+}
+
+/// One line of lbd's import report.
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[serde(default)]
+pub struct ImportEntry {
+    /// Line of the paste (0: the whole text).
+    pub line: usize,
+    /// `error`, `not imported`, `note`.
+    pub kind: String,
+    /// The keyword.
+    pub what: String,
+    /// Why, and what to do instead.
+    pub message: String,
+}
+
+/// What lbd answered to `import`.
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[serde(default)]
+pub struct ImportResult {
+    /// lbd could not be asked, or refused the request itself.
+    #[serde(skip)]
+    pub failure: Option<String>,
+    /// The text converted (no error in the report).
+    pub converted: bool,
+    /// `import: N error(s), N not imported, N note(s)`.
+    pub summary: String,
+    /// Errors, then what was not imported, then notes.
+    pub report: Vec<ImportEntry>,
+    /// What staging it replaces, in words.
+    pub replaced: Vec<String>,
+    /// Why the converted config does not fit this box's config.
+    pub merge_errors: Vec<String>,
+    /// This box's config with the imported parts (TOML): what `s` stages.
+    pub merged: Option<String>,
+}
 
 /// Which logs the Logs screen shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -456,6 +519,8 @@ pub struct App {
     pub apply: ApplyState,
     /// Last apply outcome (confirmed, rolled back), kept until the next apply.
     pub outcome: Option<(String, bool)>,
+    /// The keepalived.conf paste of the System screen.
+    pub paste: Option<Paste>,
     /// Weights before a drain, to restore on enable (this session only).
     pub saved_weights: HashMap<(usize, String), u32>,
     inflight: HashSet<&'static str>,
@@ -574,6 +639,7 @@ impl App {
             review: None,
             apply: ApplyState::Idle,
             outcome: None,
+            paste: None,
             saved_weights: HashMap::new(),
             inflight: HashSet::new(),
             due: HashMap::new(),
@@ -680,6 +746,7 @@ impl App {
         self.screen = Screen::Dashboard;
         self.svc_open = None;
         self.sys_view = SysView::Menu;
+        self.paste = None;
     }
 
     /// Requests what the current screen shows, when due and not in flight.
@@ -801,6 +868,12 @@ impl App {
                     Command::Confirm | Command::Rollback => {
                         self.apply = ApplyState::Idle;
                         self.say(e, true);
+                    }
+                    Command::Import { .. } => {
+                        if let Some(p) = self.paste.as_mut() {
+                            p.converting = false;
+                            p.result = Some(ImportResult { failure: Some(e), ..ImportResult::default() });
+                        }
                     }
                     _ => {}
                 }
@@ -964,6 +1037,20 @@ impl App {
                 } else {
                     self.say(format!("Rollback failed: {}", r.error.unwrap_or_default()), true);
                 }
+            }
+            Command::Import { .. } => {
+                let Some(p) = self.paste.as_mut() else { return };
+                p.converting = false;
+                let mut res: ImportResult = serde_json::from_value(data).unwrap_or_default();
+                if !r.ok && res.summary.is_empty() && res.merge_errors.is_empty() {
+                    // Refused as a whole (too large, a bad base): lbd's words.
+                    res.failure = Some(resp_errors(&r).join("; "));
+                }
+                if !r.ok {
+                    res.merged = None;
+                }
+                p.result = Some(res);
+                self.scroll = 0;
             }
             _ if !r.ok => self.say(resp_errors(&r).join("; "), true),
             _ => {}
@@ -1264,6 +1351,10 @@ impl App {
             self.form_key(k, out);
             return;
         }
+        if self.pasting() {
+            self.paste_key(k, out);
+            return;
+        }
         if self.filter_edit {
             let f = if self.screen == Screen::Connections { &mut self.conn_filter } else { &mut self.log_filter };
             match k.code {
@@ -1332,6 +1423,7 @@ impl App {
             self.scroll = 0;
             self.svc_open = None;
             self.sys_view = SysView::Menu;
+            self.paste = None;
         }
         self.screen = s;
         if s == Screen::Changes && self.staged.is_some() && self.review.is_none() {
@@ -1751,6 +1843,25 @@ impl App {
             }
             return;
         }
+        if self.sys_view == SysView::Import {
+            match k.code {
+                KeyCode::Esc | KeyCode::Left | KeyCode::Char('q') => {
+                    self.paste = None;
+                    self.sys_view = SysView::Menu;
+                }
+                KeyCode::Char('s') => self.stage_import(out),
+                KeyCode::Char('p') if !self.paste.as_ref().is_some_and(|p| p.converting) => {
+                    self.paste = Some(Paste::default());
+                    self.scroll = 0;
+                }
+                KeyCode::Up | KeyCode::Char('k') => self.scroll = self.scroll.saturating_sub(1),
+                KeyCode::Down | KeyCode::Char('j') => self.scroll += 1,
+                KeyCode::PageUp => self.scroll = self.scroll.saturating_sub(10),
+                KeyCode::PageDown => self.scroll += 10,
+                _ => {}
+            }
+            return;
+        }
         if self.sys_view == SysView::Version && k.code == KeyCode::Char('s') {
             self.restore_version();
             return;
@@ -1797,7 +1908,123 @@ impl App {
                 self.ask = Some(Ask { text: format!("Power the box off now?{lose} y/n"), action: AskAction::Poweroff })
             }
             'R' => self.form = Form::open(FormKind::FactoryReset, &Config::default()),
+            'i' => {
+                self.sys_view = SysView::Import;
+                self.paste = Some(Paste::default());
+                self.scroll = 0;
+            }
             _ => {}
+        }
+    }
+
+    /// Whether keys go into a paste (everything but Ctrl-D, Esc, Backspace
+    /// is text then: digits do not switch screens).
+    pub fn pasting(&self) -> bool {
+        self.screen == Screen::System
+            && self.sys_view == SysView::Import
+            && self.paste.as_ref().is_some_and(|p| !p.converting && p.result.is_none())
+    }
+
+    /// A key of a paste. Over a serial line a paste is a burst of keys: a
+    /// newline arrives as CR (Enter), LF (Ctrl-J) or both; a tab as Tab.
+    fn paste_key(&mut self, k: KeyEvent, out: &mut Vec<Effect>) {
+        let Some(p) = self.paste.as_mut() else { return };
+        let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
+        let was_cr = std::mem::take(&mut p.last_cr);
+        let ch = match k.code {
+            KeyCode::Esc => {
+                self.paste = None;
+                self.sys_view = SysView::Menu;
+                self.say("Import cancelled: nothing was sent.", false);
+                return;
+            }
+            KeyCode::Char('d') if ctrl => {
+                if p.dropped > 0 {
+                    self.say(
+                        format!("Too large: the import takes at most {} KiB. Esc, then paste less.", MAX_PASTE / 1024),
+                        true,
+                    );
+                } else if p.text.trim().is_empty() {
+                    self.say("Nothing pasted yet: paste the keepalived.conf, then Ctrl-D.", true);
+                } else {
+                    p.converting = true;
+                    let text = p.text.clone();
+                    let base = self.view_cfg().cloned().or_else(|| self.base_for_edit()).map(|c| c.to_toml());
+                    self.send(
+                        Command::Import { format: lbd::ctl::proto::ImportFormat::Keepalived, text, base },
+                        out,
+                    );
+                }
+                return;
+            }
+            KeyCode::Char('u') if ctrl => {
+                p.text.clear();
+                p.dropped = 0;
+                return;
+            }
+            KeyCode::Backspace => {
+                if p.dropped == 0 {
+                    p.text.pop();
+                }
+                return;
+            }
+            KeyCode::Enter => {
+                p.last_cr = true;
+                '\n'
+            }
+            KeyCode::Char('j') if ctrl => {
+                if was_cr {
+                    return;
+                }
+                '\n'
+            }
+            KeyCode::Tab => '\t',
+            KeyCode::Char(c) if !ctrl && !k.modifiers.contains(KeyModifiers::ALT) => c,
+            _ => return,
+        };
+        if p.dropped > 0 || p.text.len() + ch.len_utf8() > MAX_PASTE {
+            p.dropped += ch.len_utf8();
+        } else {
+            p.text.push(ch);
+        }
+    }
+
+    /// `s` on the import report: stage lbd's merged config.
+    fn stage_import(&mut self, out: &mut Vec<Effect>) {
+        let Some(merged) = self.paste.as_ref().and_then(|p| p.result.as_ref()).and_then(|r| r.merged.clone()) else {
+            return;
+        };
+        match lbd::config::parse(&merged, "imported") {
+            Ok(mut cfg) => {
+                if cfg.system.console_password.is_none() {
+                    cfg.system.console_password = self.hash.clone();
+                }
+                match forms::check_whole(&cfg) {
+                    Ok(_) => {
+                        let v = cfg.vrrp.instances.len();
+                        let note = format!(
+                            "import keepalived.conf: {} service(s){} (replace the services{})",
+                            cfg.services.len(),
+                            if v > 0 { format!(", {v} VRRP instance(s)") } else { String::new() },
+                            if v > 0 || self.view_cfg().is_some_and(|c| !c.vrrp.instances.is_empty()) {
+                                " and VRRP"
+                            } else {
+                                ""
+                            }
+                        );
+                        self.stage(cfg, note);
+                        self.paste = None;
+                        self.sys_view = SysView::Menu;
+                        self.go(Screen::Changes, out);
+                        self.say("Staged from the paste: review it here, then a applies (with confirm).", false);
+                    }
+                    Err(e) => self.say(format!("Not staged: {}", e.join("; ")), true),
+                }
+            }
+            Err(errs) => self.say(
+                format!("Not staged: {}", errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")),
+                true,
+            ),
         }
     }
 

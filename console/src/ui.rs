@@ -8,7 +8,7 @@ use ratatui::symbols::border;
 use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Clear, Paragraph, Wrap};
 
-use crate::app::{App, ApplyState, LogSource, Mode, NetItem, SYS_MENU, Screen, SysView};
+use crate::app::{App, ApplyState, LogSource, MAX_PASTE, Mode, NetItem, SYS_MENU, Screen, SysView};
 use crate::diff;
 use crate::forms::{FieldKind, Form};
 use crate::model::{self, fmt_num, fmt_uptime};
@@ -175,6 +175,14 @@ fn footer_keys(app: &App) -> String {
         Screen::Network => "i add iface  r add route  v add VIP  e edit  d delete  0 log out",
         Screen::Connections => "/ filter  Esc clear filter  Up/Down scroll  0 log out",
         Screen::Logs => "s source  f level  / filter  Up/Down scroll  End newest",
+        Screen::System if app.sys_view == SysView::Import => match &app.paste {
+            _ if app.pasting() => "paste now  ^D convert  Esc cancel  (Enter, Tab, digits go into the text)",
+            Some(p) if p.converting => "converting with lbd...",
+            Some(p) if p.result.as_ref().is_some_and(|r| r.merged.is_some()) => {
+                "s stage it  p paste again  Up/Down scroll  Esc drop it"
+            }
+            _ => "p paste again  Up/Down scroll  Esc back",
+        },
         Screen::System if app.sys_view == SysView::History => "Up/Down select  Enter show  Esc back",
         Screen::System if app.sys_view == SysView::Version => "s stage this version  Up/Down scroll  Esc back",
         Screen::System if app.sys_view != SysView::Menu => "Up/Down/PgUp/PgDn scroll  Esc back",
@@ -903,6 +911,7 @@ fn draw_logs(app: &App, th: &Th, f: &mut Frame, area: Rect) {
 
 fn draw_system(app: &App, th: &Th, f: &mut Frame, area: Rect) {
     match app.sys_view {
+        SysView::Import => draw_import(app, th, f, area),
         SysView::Config => {
             let text = app.applied_text.clone().unwrap_or_else(|| "(no config received)".into());
             let h = area.height.saturating_sub(2) as usize;
@@ -959,6 +968,99 @@ fn draw_system(app: &App, th: &Th, f: &mut Frame, area: Rect) {
             f.render_widget(Paragraph::new(l).wrap(Wrap { trim: false }).block(th.block(" Box ")), info);
         }
     }
+}
+
+/// The keepalived.conf paste: what arrived so far, then lbd's report.
+fn draw_import(app: &App, th: &Th, f: &mut Frame, area: Rect) {
+    let Some(p) = &app.paste else { return };
+    let kib = MAX_PASTE / 1024;
+    let Some(r) = &p.result else {
+        let mut l = vec![
+            Line::styled("Paste the keepalived.conf into this terminal now, then press Ctrl-D.", th.bold()),
+            Line::from(format!(
+                "lbd converts it and shows a report; nothing is applied. Esc cancels. At most {kib} KiB. \
+                 `include` cannot be followed from a paste: paste the included text in its place."
+            )),
+        ];
+        let lines = p.lines();
+        if p.converting {
+            l.push(Line::styled(format!("Sent {} bytes ({lines} lines): lbd converts it...", p.text.len()), th.bold()));
+        } else if p.dropped > 0 {
+            l.push(Line::styled(
+                format!(
+                    "TOO LARGE: {} bytes beyond {kib} KiB were dropped. Esc, then paste a smaller file.",
+                    p.dropped
+                ),
+                th.bad(),
+            ));
+        } else {
+            l.push(Line::from(format!("Received {} bytes, {lines} lines.", p.text.len())));
+        }
+        // Rows the wrapped text takes (one spare for word wrapping).
+        let inner = usize::from(area.width.saturating_sub(2)).max(1);
+        let rows: usize = l.iter().map(|x| x.width().div_ceil(inner).max(1)).sum::<usize>() + 1;
+        let hh = (rows as u16).min(area.height.saturating_sub(3));
+        let head = Paragraph::new(l).wrap(Wrap { trim: false });
+        let [top, tail] = Layout::vertical([Constraint::Length(hh + 2), Constraint::Min(1)]).areas(area);
+        f.render_widget(head.block(th.block(" Import keepalived.conf ")), top);
+        // The end of what arrived, so the operator sees the paste land.
+        let h = tail.height.saturating_sub(2) as usize;
+        let all: Vec<&str> = p.text.lines().collect();
+        let first = all.len().saturating_sub(h);
+        let shown: Vec<Line> = all[first..]
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Line::from(format!("{:>5} {}", first + i + 1, s.replace('\t', "  "))))
+            .collect();
+        f.render_widget(Paragraph::new(shown).block(th.block(" Received (last lines) ")), tail);
+        return;
+    };
+    let mut l = Vec::new();
+    if let Some(e) = &r.failure {
+        l.push(Line::styled(format!("lbd did not convert it: {e}"), th.bad()));
+    } else {
+        let st = if r.converted { th.good() } else { th.bad() };
+        l.push(Line::styled(r.summary.clone(), st));
+        if !r.converted {
+            l.push(Line::styled(
+                "Nothing converted: fix the lines named below and paste again (p).",
+                th.bad(),
+            ));
+        } else if !r.merge_errors.is_empty() {
+            l.push(Line::styled("It converted, but lbd refuses it together with this box's config:", th.bad()));
+            l.extend(r.merge_errors.iter().map(|e| Line::styled(format!("  {e}"), th.bad())));
+            l.push(Line::from("Nothing can be staged: fix the file (or this box's config) and paste again."));
+        } else if r.merged.is_some() {
+            l.push(Line::styled("s stages it; screen 7 then shows the diff and applies with confirm:", th.bold()));
+            l.extend(r.replaced.iter().map(|x| Line::from(format!("  * {x}"))));
+            l.push(Line::from("  Kept from this box: interfaces, routes, static VIPs, consoles, password."));
+        }
+    }
+    let ni = r.report.iter().filter(|e| e.kind == "not imported").count();
+    if ni > 0 {
+        l.push(Line::styled(format!("{ni} thing(s) NOT imported: the box behaves differently there:"), th.warn()));
+    }
+    for e in &r.report {
+        let st = match e.kind.as_str() {
+            "error" => th.bad(),
+            "not imported" => th.warn(),
+            _ => Style::default(),
+        };
+        let at = if e.line > 0 { format!("line {}", e.line) } else { "input".into() };
+        l.push(Line::styled(format!("{at}: {}: {}: {}", e.kind, e.what, e.message), st));
+    }
+    let title = if r.converted && r.merged.is_some() {
+        " Import keepalived.conf: report (s = stage) "
+    } else {
+        " Import keepalived.conf: report "
+    };
+    f.render_widget(
+        Paragraph::new(l)
+            .wrap(Wrap { trim: false })
+            .scroll((app.scroll.min(u16::MAX as usize) as u16, 0))
+            .block(th.block(title)),
+        area,
+    );
 }
 
 /// `2026-11-22 15:32` from seconds since the epoch (UTC).
