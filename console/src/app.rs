@@ -255,6 +255,8 @@ pub enum AskAction {
     VrrpMaintenance(String, bool),
     /// Drop all staged changes.
     Discard,
+    /// Lift an operator's override (service, real): at once, not staged.
+    ClearOverride(String, String),
 }
 
 /// A row of the Network screen.
@@ -425,8 +427,13 @@ pub struct RealRow {
     pub inactive: u32,
     /// Rates.
     pub stats: model::Stats,
-    /// `UP`, `QUIESCED`, `DRAINING`, `STAGED`, `ABSENT`.
+    /// `UP`, `QUIESCED`, `DRAINING`, `STAGED`, `ABSENT`, `FAILED` (its check
+    /// failed), `CHECKING` (out until its first check), `DISABLED`/`DRAINED`
+    /// (an operator's override).
     pub state: &'static str,
+    /// What lbd's health checks say about it (`None`: not asked yet, or a
+    /// real lbd does not have in its config).
+    pub check: Option<model::CheckReal>,
 }
 
 /// The whole console state.
@@ -453,6 +460,8 @@ pub struct App {
     pub lbd_err: Option<String>,
     /// The kernel table.
     pub services: Vec<LiveService>,
+    /// lbd's health checks, asked while a service is open.
+    pub checks: Option<model::Checks>,
     /// lbd's VRRP engine, once asked.
     pub vrrp: Option<model::Vrrp>,
     /// The applied config text.
@@ -607,6 +616,7 @@ impl App {
             lbd_err: None,
             services: Vec::new(),
             vrrp: None,
+            checks: None,
             applied_text: None,
             applied: None,
             config_from_file: false,
@@ -773,7 +783,13 @@ impl App {
                         self.poll_lbd("services", 2000, Command::Services, &mut out);
                         self.poll_lbd("logs", 2000, Command::Logs { after, max: Some(200) }, &mut out);
                     }
-                    Screen::Services => self.poll_lbd("services", 2000, Command::Services, &mut out),
+                    Screen::Services => {
+                        self.poll_lbd("services", 2000, Command::Services, &mut out);
+                        // Every real of the box: only while one service is open.
+                        if self.svc_open.is_some() {
+                            self.poll_lbd("checks", 2000, Command::Checks, &mut out);
+                        }
+                    }
                     Screen::Connections => {
                         self.poll_lbd("connections", 2000, Command::Connections { limit: Some(2000) }, &mut out)
                     }
@@ -901,6 +917,13 @@ impl App {
             }
             Command::Services if r.ok => {
                 self.services = serde_json::from_value(data).unwrap_or_default();
+            }
+            Command::RealOverride { real, .. } if r.ok => {
+                self.say(format!("{real}: operator override lifted; the config and the checks decide again."), false);
+                self.soon(&["checks", "services"]);
+            }
+            Command::Checks if r.ok => {
+                self.checks = Some(serde_json::from_value(data).unwrap_or_default());
             }
             Command::Vrrp if r.ok => {
                 self.vrrp = Some(serde_json::from_value(data).unwrap_or_default());
@@ -1448,6 +1471,9 @@ impl App {
             AskAction::Reboot => out.push(Effect::Init(InitCmd::Reboot)),
             AskAction::Poweroff => out.push(Effect::Init(InitCmd::Poweroff)),
             AskAction::VrrpMaintenance(target, on) => self.send(Command::VrrpMaintenance { target, on }, out),
+            AskAction::ClearOverride(service, real) => {
+                self.send(Command::RealOverride { service, real, action: lbd::ctl::proto::OverrideAction::Enable }, out)
+            }
             AskAction::Discard => {
                 self.staged = None;
                 self.notes.clear();
@@ -1601,12 +1627,23 @@ impl App {
                     .zip(&a.reals)
                     .any(|(x, ar)| model::hostport(&x.addr.to_string(), x.port) == addr && ar.weight == r.weight)
             });
+            let check = self.checks.as_ref().and_then(|c| c.find(&key, &addr)).cloned();
+            let ov = check.as_ref().and_then(|c| c.override_.as_deref());
+            let health = check.as_ref().and_then(|c| c.health.as_deref());
             let state = if !in_applied {
                 "STAGED"
             } else if lr.is_some_and(|x| x.draining) {
                 "DRAINING"
+            } else if ov == Some("disable") {
+                "DISABLED"
+            } else if ov == Some("drain") {
+                "DRAINED"
+            } else if health == Some("down") {
+                "FAILED"
             } else if r.weight == 0 {
                 "QUIESCED"
+            } else if lr.is_none() && health == Some("unknown") {
+                "CHECKING"
             } else if lr.is_none() {
                 "ABSENT"
             } else {
@@ -1622,6 +1659,7 @@ impl App {
                 inactive: lr.map(|x| x.inactive).unwrap_or(0),
                 stats: lr.map(|x| x.stats).unwrap_or_default(),
                 state,
+                check,
             });
         }
         for x in live.map(|l| l.reals.as_slice()).unwrap_or_default() {
@@ -1639,6 +1677,7 @@ impl App {
                 inactive: x.inactive,
                 stats: x.stats,
                 state: if x.draining { "DRAINING" } else { "REMOVING" },
+                check: None,
             });
         }
         rows
@@ -1673,8 +1712,24 @@ impl App {
                     }
                 }
                 KeyCode::Char('u') => {
-                    if let Some(j) = cur {
-                        self.set_weight(i, j, true)
+                    let ov = rows.get(self.real_sel).and_then(|r| r.check.as_ref()?.override_.clone());
+                    match (cur, ov) {
+                        // The weight in the config cannot lift an override: offer to.
+                        (Some(_), Some(ov)) => {
+                            let svc = self.view_cfg().and_then(|c| c.services.get(i)).map(|s| s.label());
+                            let real = rows[self.real_sel].address.clone();
+                            if let Some(svc) = svc {
+                                self.ask = Some(Ask {
+                                    text: format!(
+                                        "{real} is held by an operator override ({ov}). Lift it now? \
+                                         (at once, not staged) y/n"
+                                    ),
+                                    action: AskAction::ClearOverride(svc, real),
+                                });
+                            }
+                        }
+                        (Some(j), None) => self.set_weight(i, j, true),
+                        _ => {}
                     }
                 }
                 _ => {}
@@ -1950,10 +2005,7 @@ impl App {
                     p.converting = true;
                     let text = p.text.clone();
                     let base = self.view_cfg().cloned().or_else(|| self.base_for_edit()).map(|c| c.to_toml());
-                    self.send(
-                        Command::Import { format: lbd::ctl::proto::ImportFormat::Keepalived, text, base },
-                        out,
-                    );
+                    self.send(Command::Import { format: lbd::ctl::proto::ImportFormat::Keepalived, text, base }, out);
                 }
                 return;
             }

@@ -572,8 +572,8 @@ fn draw_services(app: &App, th: &Th, f: &mut Frame, area: Rect) {
         let rows = app.real_rows(i);
         let head = if wide {
             format!(
-                "{} {} {:>6} {:>6} {:>7} {:>7} {:>6} {:>8} {:>8} {}",
-                fit("Real server", 30),
+                "{} {} {:>6} {:>6} {:>7} {:>7} {:>6} {:>8} {:<8} {} {}",
+                fit("Real server", 24),
                 fit("Fwd", 6),
                 "Weight",
                 "Kernel",
@@ -581,20 +581,28 @@ fn draw_services(app: &App, th: &Th, f: &mut Frame, area: Rect) {
                 "InAct",
                 "CPS",
                 "InBPS",
-                "OutBPS",
-                "State"
+                "State",
+                fit("Health", 6),
+                "Last check"
             )
         } else {
             format!(
-                "{} {} {:>6} {:>6} {:>6} {:>6} {}",
-                fit("Real server", 24),
+                "{} {} {:>6} {:>6} {:>6} {:>6} {} {}",
+                fit("Real server", 21),
                 fit("Fwd", 4),
                 "Weight",
                 "Kernel",
                 "Active",
                 "InAct",
+                fit("Health", 6),
                 "State"
             )
+        };
+        // Health `...` until lbd has answered `checks`.
+        let health = |r: &crate::app::RealRow| match (&r.check, &app.checks) {
+            (Some(c), _) => c.health_word().to_string(),
+            (None, None) if r.cfg.is_some() => "...".into(),
+            _ => "-".into(),
         };
         let items: Vec<String> = rows
             .iter()
@@ -603,8 +611,8 @@ fn draw_services(app: &App, th: &Th, f: &mut Frame, area: Rect) {
                 let lw = r.live_weight.map(|w| w.to_string()).unwrap_or_else(|| "-".into());
                 if wide {
                     format!(
-                        "{} {} {:>6} {:>6} {:>7} {:>7} {:>6} {:>8} {:>8} {}",
-                        fit(&r.address, 30),
+                        "{} {} {:>6} {:>6} {:>7} {:>7} {:>6} {:>8} {:<8} {} {}",
+                        fit(&r.address, 24),
                         fit(&r.forward, 6),
                         w,
                         lw,
@@ -612,18 +620,20 @@ fn draw_services(app: &App, th: &Th, f: &mut Frame, area: Rect) {
                         r.inactive,
                         fmt_num(r.stats.cps),
                         fmt_num(r.stats.inbps),
-                        fmt_num(r.stats.outbps),
-                        r.state
+                        r.state,
+                        fit(&health(r), 6),
+                        fit(&r.check.as_ref().map(|c| c.last_word()).unwrap_or_else(|| "-".into()), 26)
                     )
                 } else {
                     format!(
-                        "{} {} {:>6} {:>6} {:>6} {:>6} {}",
-                        fit(&r.address, 24),
+                        "{} {} {:>6} {:>6} {:>6} {:>6} {} {}",
+                        fit(&r.address, 21),
                         fit(&r.forward, 4),
                         w,
                         lw,
                         r.active,
                         r.inactive,
+                        fit(&health(r), 6),
                         r.state
                     )
                 }
@@ -641,9 +651,21 @@ fn draw_services(app: &App, th: &Th, f: &mut Frame, area: Rect) {
         if items.is_empty() {
             l.push(Line::from(" no real servers: a = add one"));
         }
-        let h = area.height.saturating_sub(4 + marks.len() as u16) as usize;
+        // The selected real's check, below the table.
+        let detail = rows.get(app.real_sel).map(|r| real_detail(r, app.checks.is_some())).unwrap_or_default();
+        let inner = usize::from(area.width.saturating_sub(2)).max(1);
+        let wrapped: usize = detail.iter().map(|(x, _)| x.chars().count().div_ceil(inner).max(1)).sum();
+        // One spare row when a line wraps (word wrapping can take one more).
+        let wrapped = if wrapped > detail.len() { wrapped + 1 } else { wrapped };
+        let dh = (wrapped as u16).min(area.height.saturating_sub(8));
+        let [top, bottom] = Layout::vertical([Constraint::Min(4), Constraint::Length(dh + 2)]).areas(area);
+        let h = top.height.saturating_sub(3 + marks.len() as u16) as usize;
         l.extend(list_lines(&items, Some(app.real_sel), h, th));
-        f.render_widget(Paragraph::new(l).block(th.block(format!(" Service {} ", svc.label()))), area);
+        f.render_widget(Paragraph::new(l).block(th.block(format!(" Service {} ", svc.label()))), top);
+        let detail: Vec<Line> =
+            detail.into_iter().map(|(s, bad)| if bad { Line::styled(s, th.bad()) } else { Line::from(s) }).collect();
+        let title = rows.get(app.real_sel).map(|r| format!(" {} ", r.address)).unwrap_or_default();
+        f.render_widget(Paragraph::new(detail).wrap(Wrap { trim: false }).block(th.block(title)), bottom);
         return;
     }
     let rows = app.svc_rows();
@@ -721,6 +743,64 @@ fn draw_services(app: &App, th: &Th, f: &mut Frame, area: Rect) {
     l.extend(list_lines(&items, Some(app.selected().min(items.len().saturating_sub(1))), h, th));
     let title = if app.staged.is_some() { " Services (showing STAGED config) " } else { " Services " };
     f.render_widget(Paragraph::new(l).block(th.block(title)), area);
+}
+
+/// What the checks say about one real, in lines (with "show as bad").
+fn real_detail(r: &crate::app::RealRow, asked: bool) -> Vec<(String, bool)> {
+    let mut out = Vec::new();
+    let Some(c) = &r.check else {
+        out.push((
+            if r.cfg.is_none() {
+                "Not in the config: lbd drains it and removes it when idle.".into()
+            } else if !asked {
+                "Asking lbd for its health checks...".into()
+            } else {
+                "Not in the applied config yet: no check runs until it is applied.".into()
+            },
+            false,
+        ));
+        return out;
+    };
+    match &c.check {
+        None => out.push(("Not checked: it serves while its weight is above 0.".into(), false)),
+        Some(k) => {
+            let mut s = format!("Check {k}: health {}", c.health_word());
+            if let Some(st) = c.status.as_ref().filter(|st| st.since > 0) {
+                s.push_str(&format!(" since {} UTC ({} change(s))", model::fmt_hms(st.since), st.transitions));
+            }
+            out.push((s, c.health.as_deref() == Some("down")));
+            match &c.status {
+                Some(st) if st.last_ok.is_some() => out.push((
+                    format!(
+                        "Last check {} UTC: {} ({} in {}); {}/{} attempts failed",
+                        model::fmt_hms(st.last_at),
+                        if st.last_ok == Some(true) { "ok" } else { "FAILED" },
+                        if st.last_reason.is_empty() { "no reason given" } else { &st.last_reason },
+                        model::fmt_latency(st.last_latency_ms),
+                        st.failures,
+                        st.attempts
+                    ),
+                    st.last_ok == Some(false),
+                )),
+                _ => out.push(("No check has run yet.".into(), false)),
+            }
+        }
+    }
+    match c.override_.as_deref() {
+        Some("disable") => {
+            out.push(("Operator override: DISABLED (out of the table whatever the check says)".into(), true))
+        }
+        Some("drain") => out.push(("Operator override: DRAINED (weight 0 whatever the check says)".into(), true)),
+        _ => {}
+    }
+    out.push((
+        match c.weight {
+            Some(w) => format!("lbd gives it weight {w} in the kernel"),
+            None => "lbd keeps it out of the kernel table".into(),
+        },
+        false,
+    ));
+    out
 }
 
 fn draw_network(app: &App, th: &Th, f: &mut Frame, area: Rect) {
@@ -1022,10 +1102,7 @@ fn draw_import(app: &App, th: &Th, f: &mut Frame, area: Rect) {
         let st = if r.converted { th.good() } else { th.bad() };
         l.push(Line::styled(r.summary.clone(), st));
         if !r.converted {
-            l.push(Line::styled(
-                "Nothing converted: fix the lines named below and paste again (p).",
-                th.bad(),
-            ));
+            l.push(Line::styled("Nothing converted: fix the lines named below and paste again (p).", th.bad()));
         } else if !r.merge_errors.is_empty() {
             l.push(Line::styled("It converted, but lbd refuses it together with this box's config:", th.bad()));
             l.extend(r.merge_errors.iter().map(|e| Line::styled(format!("  {e}"), th.bad())));

@@ -596,3 +596,107 @@ fn import_paste_is_bounded() {
         s.has("Too large: the import takes at most 256 KiB. Esc, then paste less.");
     });
 }
+
+/// `CFG` with TCP checks: 192.168.100.31 is checked on a port that answers,
+/// 192.168.100.32 on one that refuses.
+fn checked(up: u16, down: u16) -> String {
+    CFG.replace(
+        "scheduler = \"wrr\"",
+        "scheduler = \"wrr\"\ncheck = { type = \"tcp\", connect_ip = \"127.0.0.1\", delay_loop = 0.2, connect_timeout = 0.5, retry = 1, delay_before_retry = 0.1 }",
+    )
+    .replace("weight = 3", &format!("weight = 3\ncheck = {{ connect_port = {up} }}"))
+    .replace("address = \"192.168.100.32\"", &format!("address = \"192.168.100.32\"\ncheck = {{ connect_port = {down} }}"))
+    .replace("hostname = \"lb1\"", &format!("hostname = \"lb1\"\nconsole_password = \"{}\"", common::test_hash(PW)))
+}
+
+#[test]
+fn service_detail_shows_each_reals_health_and_last_check() {
+    let up = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let down = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (up_port, down_port) = (up.local_addr().unwrap().port(), down.local_addr().unwrap().port());
+    drop(down);
+    let mut h = Harness::new("s-health", Some(&checked(up_port, down_port)));
+    h.login(PW);
+    h.key(KeyCode::Char('2'));
+    // The list does not ask for the checks of every real; an open service does.
+    h.wait(2500);
+    assert!(!h.log.iter().any(|e| matches!(e, console::app::Effect::Lbd(lbd::ctl::proto::Command::Checks))));
+    h.key(KeyCode::Enter);
+    let t0 = std::time::Instant::now();
+    while !h.screen(80, 24).text().contains("FAILED") {
+        assert!(t0.elapsed() < std::time::Duration::from_secs(10), "no verdict:\n{}", h.screen(80, 24).text());
+        // lbd takes the verdicts in on its own runtime.
+        h.rt.block_on(async { tokio::time::sleep(std::time::Duration::from_millis(100)).await });
+        h.wait(2000);
+    }
+    let chk = |p: u16| format!("Check tcp 127.0.0.1:{p}: health");
+    both(&h, |s, w, _| {
+        let hcol = col(s, "Health");
+        let r1 = s.row_of("192.168.100.31:80");
+        assert_eq!(r1.chars().skip(hcol).take(6).collect::<String>(), "UP    ", "{r1}");
+        assert!(r1.contains(" UP"), "{r1}");
+        let r2 = s.row_of("192.168.100.32:80");
+        assert_eq!(r2.chars().skip(hcol).take(6).collect::<String>(), "DOWN  ", "{r2}");
+        assert!(r2.contains("FAILED"), "the failed real is out of the table and says why: {r2}");
+        if w >= 120 {
+            assert!(r1.contains("ok ") && r1.contains("ms"), "last check with its latency: {r1}");
+            assert!(r2.contains("FAIL connection refused"), "{r2}");
+        }
+        // The selected real's check below the table.
+        s.has(&format!("{} UP since", chk(up_port)));
+        s.has("Last check");
+        s.has("UTC: ok (");
+        s.has("lbd gives it weight 3 in the kernel");
+    });
+    h.key(KeyCode::Down);
+    if std::env::var_os("SHOW").is_some() {
+        println!("{}\n{}", h.screen(132, 43).text(), h.screen(80, 24).text());
+    }
+    both(&h, |s, _, _| {
+        s.has(&format!("{} DOWN since", chk(down_port)));
+        s.has("UTC: FAILED (connection refused in");
+        s.has("lbd keeps it out of the kernel table");
+    });
+    drop(up);
+}
+
+#[test]
+fn service_detail_shows_an_operators_override() {
+    let mut h = logged_in("s-override");
+    h.key(KeyCode::Char('2'));
+    h.key(KeyCode::Enter);
+    h.wait(2500);
+    // No checks configured: every real is unchecked.
+    both(&h, |s, _, _| {
+        let hcol = col(s, "Health");
+        let r1 = s.row_of("192.168.100.31:80");
+        assert_eq!(r1.chars().skip(hcol).take(6).collect::<String>(), "-     ", "{r1}");
+        assert!(r1.contains(" UP "), "{r1}");
+        s.has("Not checked: it serves while its weight is above 0.");
+    });
+    let r = h.lbd(lbd::ctl::proto::Command::RealOverride {
+        service: "web".into(),
+        real: "192.168.100.31".into(),
+        action: lbd::ctl::proto::OverrideAction::Drain,
+    });
+    assert!(r.ok, "{r:?}");
+    h.wait(2500);
+    both(&h, |s, _, _| {
+        assert!(s.row_of("192.168.100.31:80").contains("DRAINED"), "{}", s.text());
+        s.has("Operator override: DRAINED (weight 0 whatever the check says)");
+        s.has("lbd gives it weight 0 in the kernel");
+    });
+    // `u` cannot lift an override through the config's weight: it offers to lift it.
+    h.key(KeyCode::Char('u'));
+    both(&h, |s, _, _| {
+        s.has("192.168.100.31:80 is held by an operator override (drain). Lift it");
+    });
+    assert!(h.app.staged.is_none());
+    h.key(KeyCode::Char('y'));
+    h.wait(250);
+    both(&h, |s, _, _| {
+        s.has("192.168.100.31:80: operator override lifted");
+        assert!(s.row_of("192.168.100.31:80").contains(" UP "), "{}", s.text());
+        s.has("lbd gives it weight 3 in the kernel");
+    });
+}

@@ -476,7 +476,11 @@ fn import_converts_a_paste_and_fits_it_onto_the_applied_config() {
         let base = CFG.replace("hostname = \"lb1\"", "hostname = \"lb2\"");
         let r = call(
             &d,
-            Command::Import { format: ImportFormat::Ipvsadm, text: "-A -t 192.0.2.30:25 -s rr\n".into(), base: Some(base) },
+            Command::Import {
+                format: ImportFormat::Ipvsadm,
+                text: "-A -t 192.0.2.30:25 -s rr\n".into(),
+                base: Some(base),
+            },
         )
         .await;
         assert!(r.ok, "{r:?}");
