@@ -15,6 +15,8 @@
 //! - [`ipvsadm`]: `ipvsadm -S`/`-Sn` output and shell scripts of ipvsadm
 //!   command lines (with `NAME=value` variables, as the seeds write them).
 
+#[doc(hidden)]
+pub mod fuzz;
 pub mod ipvsadm;
 pub mod keepalived;
 pub mod kparse;
