@@ -392,9 +392,10 @@ pub struct SvcRow {
     pub sched: String,
     /// Reals in the config.
     pub reals: usize,
-    /// Reals with weight > 0.
+    /// Reals serving: weight > 0 in the kernel (in the config when the
+    /// service is not live).
     pub up: usize,
-    /// Reals at weight 0 by config (quiesced/drained).
+    /// Reals at weight 0 (quiesced, drained, or inhibited by a failed check).
     pub quiesced: usize,
     /// Reals lbd is draining (removed, connections ending).
     pub draining: usize,
@@ -1558,7 +1559,18 @@ impl App {
                 let key = d.svc.key.to_string();
                 seen.insert(key.clone());
                 let live = self.services.iter().find(|l| l.key == key);
-                let up = s.reals.iter().filter(|r| r.weight > 0).count();
+                // Live: what the kernel serves (a real whose check failed is
+                // not up, whatever its configured weight); else the config.
+                let (up, quiesced) = match live {
+                    Some(l) => (
+                        l.reals.iter().filter(|r| r.weight > 0 && !r.draining).count(),
+                        l.reals.iter().filter(|r| r.weight == 0 && !r.draining).count(),
+                    ),
+                    None => {
+                        let up = s.reals.iter().filter(|r| r.weight > 0).count();
+                        (up, s.reals.len() - up)
+                    }
+                };
                 let (active, inactive) = live.map(LiveService::conns).unwrap_or_default();
                 rows.push(SvcRow {
                     cfg: Some(i),
@@ -1567,7 +1579,7 @@ impl App {
                     sched: s.scheduler.to_string(),
                     reals: s.reals.len(),
                     up,
-                    quiesced: s.reals.len() - up,
+                    quiesced,
                     draining: live.map(|l| l.reals.iter().filter(|r| r.draining).count()).unwrap_or(0),
                     active,
                     inactive,

@@ -657,6 +657,19 @@ fn service_detail_shows_each_reals_health_and_last_check() {
         s.has("UTC: FAILED (connection refused in");
         s.has("lbd keeps it out of the kernel table");
     });
+    // The list and the dashboard count what the kernel serves: 1 up, not
+    // the 2 the config's weights would say.
+    h.key(KeyCode::Esc);
+    both(&h, |s, _, _| {
+        assert!(s.row_of("TCP 192.168.100.111:80").contains("1/0/0"), "{}", s.text());
+    });
+    h.key(KeyCode::Char('1'));
+    h.wait(250);
+    both(&h, |s, _, _| {
+        let row = s.row_of("TCP 192.168.100.111:80");
+        let c = col(s, "Up Qu");
+        assert_eq!(row.chars().nth(c + 1), Some('1'), "{row}");
+    });
     drop(up);
 }
 

@@ -1077,7 +1077,8 @@ impl Daemon {
                 }));
             }
         }
-        let summary = r.text().lines().last().unwrap_or_default().to_string();
+        // The CLI's summary; nothing is ever written here, converted or not.
+        let summary = r.text().lines().last().unwrap_or_default().trim_end_matches("; no config written").to_string();
         let data = json!({
             "converted": p.outcome.config.is_some(),
             "summary": summary,
