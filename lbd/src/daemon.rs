@@ -13,12 +13,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use crate::config::{self, Config, ConfigError};
-use crate::ctl::proto::{Command, ImportFormat, MAX_IMPORT_TEXT, OverrideAction, Request, Response, View};
+use crate::ctl::proto::{
+    Command, ImportFormat, MAX_IMPORT_TEXT, MAX_REQUEST_LINE, OverrideAction, Request, Response, View,
+};
 use crate::health::engine::{Engine as HealthEngine, Transition};
 use crate::health::overlay::{Overlay, Override};
 use crate::import::Kind as ImportKind;
@@ -1220,15 +1222,30 @@ pub async fn run(opts: Options, kernel: Box<dyn Kernel>, ring: LogRing) -> anyho
                 let d = d.clone();
                 tokio::spawn(async move {
                     let (r, mut w) = stream.into_split();
-                    let mut lines = BufReader::new(r).lines();
-                    while let Ok(Some(line)) = lines.next_line().await {
-                        let resp = match serde_json::from_str::<Request>(&line) {
-                            Ok(req) => d.handle(req).await,
-                            Err(e) => Response::err(0, format!("bad request: {e}")),
+                    let mut reader = BufReader::new(r);
+                    loop {
+                        // Bounded: a client cannot make lbd buffer without end.
+                        let mut buf = Vec::new();
+                        let limit = MAX_REQUEST_LINE as u64 + 1;
+                        match (&mut reader).take(limit).read_until(b'\n', &mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(_) => {}
+                        }
+                        let too_long = buf.len() > MAX_REQUEST_LINE && buf.last() != Some(&b'\n');
+                        let resp = if too_long {
+                            Response::err(
+                                0,
+                                format!("request longer than {} MiB: connection closed", MAX_REQUEST_LINE >> 20),
+                            )
+                        } else {
+                            match serde_json::from_slice::<Request>(&buf) {
+                                Ok(req) => d.handle(req).await,
+                                Err(e) => Response::err(0, format!("bad request: {e}")),
+                            }
                         };
                         let mut out = serde_json::to_string(&resp).unwrap_or_default();
                         out.push('\n');
-                        if w.write_all(out.as_bytes()).await.is_err() {
+                        if w.write_all(out.as_bytes()).await.is_err() || too_long {
                             break;
                         }
                     }

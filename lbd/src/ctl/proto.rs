@@ -62,6 +62,10 @@ pub enum ImportFormat {
     Ipvsadm,
 }
 
+/// Longest request line lbd reads (a 10,000-service config is a few MiB);
+/// a longer one gets an error and the connection is closed.
+pub const MAX_REQUEST_LINE: usize = 64 << 20;
+
 /// Largest text `import` accepts (a pasted keepalived.conf), bytes.
 pub const MAX_IMPORT_TEXT: usize = 256 * 1024;
 

@@ -63,7 +63,8 @@ struct Lexer<'a> {
 /// Parses `path` (and what it includes) into nodes. Errors and skipped
 /// lines go to `report`.
 pub fn parse_file(fs: &dyn Fs, path: &Path, report: &mut Report) -> Vec<Node> {
-    let mut lx = Lexer { fs, included: 0, too_deep: false, stack: Vec::new(), vars: HashMap::new(), toks: Vec::new(), report };
+    let mut lx =
+        Lexer { fs, included: 0, too_deep: false, stack: Vec::new(), vars: HashMap::new(), toks: Vec::new(), report };
     let display = path.display().to_string();
     lx.stack.push(path.to_path_buf());
     match fs.read(path) {
@@ -75,7 +76,8 @@ pub fn parse_file(fs: &dyn Fs, path: &Path, report: &mut Report) -> Vec<Node> {
 
 /// Parses text as if it were the file `name` (includes relative to `dir`).
 pub fn parse_text(fs: &dyn Fs, text: &str, name: &str, report: &mut Report) -> Vec<Node> {
-    let mut lx = Lexer { fs, included: 0, too_deep: false, stack: Vec::new(), vars: HashMap::new(), toks: Vec::new(), report };
+    let mut lx =
+        Lexer { fs, included: 0, too_deep: false, stack: Vec::new(), vars: HashMap::new(), toks: Vec::new(), report };
     lx.stack.push(PathBuf::from(name));
     lx.file(text, Path::new(name), name, 0);
     build(lx.toks, report)

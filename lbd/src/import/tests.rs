@@ -251,7 +251,11 @@ fn includes_glob_relative_to_the_including_file() {
     // Also through another file; the depth bound still stops a chain of
     // distinct files.
     let out = ka(&[("k.conf", "include a.conf\n"), ("a.conf", "\ninclude k.conf\n")]);
-    assert!(out.report.text().contains("a.conf:2: error: include: `k.conf` is already being read"), "{}", out.report.text());
+    assert!(
+        out.report.text().contains("a.conf:2: error: include: `k.conf` is already being read"),
+        "{}",
+        out.report.text()
+    );
     let chain: Vec<(String, String)> =
         (0..20).map(|i| (format!("f{i}.conf"), format!("include f{}.conf\n", i + 1))).collect();
     let files: Vec<(&str, &str)> =
@@ -652,7 +656,12 @@ fn fuzz_regression_a_self_including_file_is_read_once() {
     let out = keepalived::import_file(&fs, Path::new("k.conf"));
     assert!(t0.elapsed() < std::time::Duration::from_secs(1), "{:?}", t0.elapsed());
     let errors: Vec<String> = out.report.of(Kind::Error).map(|e| e.message.clone()).collect();
-    assert_eq!(errors, ["more than 1024 files included in all (the same files included over and over?)"], "{}", out.report.text());
+    assert_eq!(
+        errors,
+        ["more than 1024 files included in all (the same files included over and over?)"],
+        "{}",
+        out.report.text()
+    );
 }
 
 #[test]
