@@ -142,18 +142,81 @@ pub enum SysView {
     History,
     /// One kept version's text.
     Version,
+    /// Pasting a keepalived.conf, then lbd's import report.
+    Import,
 }
 
 /// System menu: key, label.
-pub const SYS_MENU: [(char, &str); 7] = [
+pub const SYS_MENU: [(char, &str); 8] = [
     ('h', "Host name"),
     ('p', "Set console password"),
     ('c', "Show config (TOML)"),
     ('v', "Config history"),
+    ('i', "Import keepalived.conf"),
     ('b', "Reboot"),
     ('o', "Power off"),
     ('R', "Reset to factory defaults"),
 ];
+
+/// Largest paste the import screen takes (what lbd's `import` accepts).
+pub const MAX_PASTE: usize = lbd::ctl::proto::MAX_IMPORT_TEXT;
+
+/// A keepalived.conf being pasted on the System screen, and what lbd made of it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Paste {
+    /// The text so far (newlines and tabs kept).
+    pub text: String,
+    /// Bytes that arrived beyond [`MAX_PASTE`] and were dropped.
+    pub dropped: usize,
+    /// The last key was a carriage return (a CR LF pair is one newline).
+    last_cr: bool,
+    /// Sent to lbd, no answer yet.
+    pub converting: bool,
+    /// lbd's answer.
+    pub result: Option<ImportResult>,
+}
+
+impl Paste {
+    /// Lines received so far.
+    pub fn lines(&self) -> usize {
+        self.text.lines().count()
+    }
+}
+
+/// One line of lbd's import report.
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[serde(default)]
+pub struct ImportEntry {
+    /// Line of the paste (0: the whole text).
+    pub line: usize,
+    /// `error`, `not imported`, `note`.
+    pub kind: String,
+    /// The keyword.
+    pub what: String,
+    /// Why, and what to do instead.
+    pub message: String,
+}
+
+/// What lbd answered to `import`.
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[serde(default)]
+pub struct ImportResult {
+    /// lbd could not be asked, or refused the request itself.
+    #[serde(skip)]
+    pub failure: Option<String>,
+    /// The text converted (no error in the report).
+    pub converted: bool,
+    /// `import: N error(s), N not imported, N note(s)`.
+    pub summary: String,
+    /// Errors, then what was not imported, then notes.
+    pub report: Vec<ImportEntry>,
+    /// What staging it replaces, in words.
+    pub replaced: Vec<String>,
+    /// Why the converted config does not fit this box's config.
+    pub merge_errors: Vec<String>,
+    /// This box's config with the imported parts (TOML): what `s` stages.
+    pub merged: Option<String>,
+}
 
 /// Which logs the Logs screen shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -192,6 +255,8 @@ pub enum AskAction {
     VrrpMaintenance(String, bool),
     /// Drop all staged changes.
     Discard,
+    /// Lift an operator's override (service, real): at once, not staged.
+    ClearOverride(String, String),
 }
 
 /// A row of the Network screen.
@@ -327,9 +392,10 @@ pub struct SvcRow {
     pub sched: String,
     /// Reals in the config.
     pub reals: usize,
-    /// Reals with weight > 0.
+    /// Reals serving: weight > 0 in the kernel (in the config when the
+    /// service is not live).
     pub up: usize,
-    /// Reals at weight 0 by config (quiesced/drained).
+    /// Reals at weight 0 (quiesced, drained, or inhibited by a failed check).
     pub quiesced: usize,
     /// Reals lbd is draining (removed, connections ending).
     pub draining: usize,
@@ -362,8 +428,13 @@ pub struct RealRow {
     pub inactive: u32,
     /// Rates.
     pub stats: model::Stats,
-    /// `UP`, `QUIESCED`, `DRAINING`, `STAGED`, `ABSENT`.
+    /// `UP`, `QUIESCED`, `DRAINING`, `STAGED`, `ABSENT`, `FAILED` (its check
+    /// failed), `CHECKING` (out until its first check), `DISABLED`/`DRAINED`
+    /// (an operator's override).
     pub state: &'static str,
+    /// What lbd's health checks say about it (`None`: not asked yet, or a
+    /// real lbd does not have in its config).
+    pub check: Option<model::CheckReal>,
 }
 
 /// The whole console state.
@@ -390,6 +461,8 @@ pub struct App {
     pub lbd_err: Option<String>,
     /// The kernel table.
     pub services: Vec<LiveService>,
+    /// lbd's health checks, asked while a service is open.
+    pub checks: Option<model::Checks>,
     /// lbd's VRRP engine, once asked.
     pub vrrp: Option<model::Vrrp>,
     /// The applied config text.
@@ -456,6 +529,8 @@ pub struct App {
     pub apply: ApplyState,
     /// Last apply outcome (confirmed, rolled back), kept until the next apply.
     pub outcome: Option<(String, bool)>,
+    /// The keepalived.conf paste of the System screen.
+    pub paste: Option<Paste>,
     /// Weights before a drain, to restore on enable (this session only).
     pub saved_weights: HashMap<(usize, String), u32>,
     inflight: HashSet<&'static str>,
@@ -491,6 +566,7 @@ fn cmd_kind(c: &Command) -> &'static str {
         Command::VrrpMaintenance { .. } => "vrrp_maintenance",
         Command::Checks => "checks",
         Command::RealOverride { .. } => "real_override",
+        Command::Import { .. } => "import",
     }
 }
 
@@ -541,6 +617,7 @@ impl App {
             lbd_err: None,
             services: Vec::new(),
             vrrp: None,
+            checks: None,
             applied_text: None,
             applied: None,
             config_from_file: false,
@@ -573,6 +650,7 @@ impl App {
             review: None,
             apply: ApplyState::Idle,
             outcome: None,
+            paste: None,
             saved_weights: HashMap::new(),
             inflight: HashSet::new(),
             due: HashMap::new(),
@@ -679,6 +757,7 @@ impl App {
         self.screen = Screen::Dashboard;
         self.svc_open = None;
         self.sys_view = SysView::Menu;
+        self.paste = None;
     }
 
     /// Requests what the current screen shows, when due and not in flight.
@@ -705,7 +784,13 @@ impl App {
                         self.poll_lbd("services", 2000, Command::Services, &mut out);
                         self.poll_lbd("logs", 2000, Command::Logs { after, max: Some(200) }, &mut out);
                     }
-                    Screen::Services => self.poll_lbd("services", 2000, Command::Services, &mut out),
+                    Screen::Services => {
+                        self.poll_lbd("services", 2000, Command::Services, &mut out);
+                        // Every real of the box: only while one service is open.
+                        if self.svc_open.is_some() {
+                            self.poll_lbd("checks", 2000, Command::Checks, &mut out);
+                        }
+                    }
                     Screen::Connections => {
                         self.poll_lbd("connections", 2000, Command::Connections { limit: Some(2000) }, &mut out)
                     }
@@ -801,6 +886,12 @@ impl App {
                         self.apply = ApplyState::Idle;
                         self.say(e, true);
                     }
+                    Command::Import { .. } => {
+                        if let Some(p) = self.paste.as_mut() {
+                            p.converting = false;
+                            p.result = Some(ImportResult { failure: Some(e), ..ImportResult::default() });
+                        }
+                    }
                     _ => {}
                 }
                 return;
@@ -827,6 +918,13 @@ impl App {
             }
             Command::Services if r.ok => {
                 self.services = serde_json::from_value(data).unwrap_or_default();
+            }
+            Command::RealOverride { real, .. } if r.ok => {
+                self.say(format!("{real}: operator override lifted; the config and the checks decide again."), false);
+                self.soon(&["checks", "services"]);
+            }
+            Command::Checks if r.ok => {
+                self.checks = Some(serde_json::from_value(data).unwrap_or_default());
             }
             Command::Vrrp if r.ok => {
                 self.vrrp = Some(serde_json::from_value(data).unwrap_or_default());
@@ -963,6 +1061,20 @@ impl App {
                 } else {
                     self.say(format!("Rollback failed: {}", r.error.unwrap_or_default()), true);
                 }
+            }
+            Command::Import { .. } => {
+                let Some(p) = self.paste.as_mut() else { return };
+                p.converting = false;
+                let mut res: ImportResult = serde_json::from_value(data).unwrap_or_default();
+                if !r.ok && res.summary.is_empty() && res.merge_errors.is_empty() {
+                    // Refused as a whole (too large, a bad base): lbd's words.
+                    res.failure = Some(resp_errors(&r).join("; "));
+                }
+                if !r.ok {
+                    res.merged = None;
+                }
+                p.result = Some(res);
+                self.scroll = 0;
             }
             _ if !r.ok => self.say(resp_errors(&r).join("; "), true),
             _ => {}
@@ -1263,6 +1375,10 @@ impl App {
             self.form_key(k, out);
             return;
         }
+        if self.pasting() {
+            self.paste_key(k, out);
+            return;
+        }
         if self.filter_edit {
             let f = if self.screen == Screen::Connections { &mut self.conn_filter } else { &mut self.log_filter };
             match k.code {
@@ -1331,6 +1447,7 @@ impl App {
             self.scroll = 0;
             self.svc_open = None;
             self.sys_view = SysView::Menu;
+            self.paste = None;
         }
         self.screen = s;
         if s == Screen::Changes && self.staged.is_some() && self.review.is_none() {
@@ -1355,6 +1472,9 @@ impl App {
             AskAction::Reboot => out.push(Effect::Init(InitCmd::Reboot)),
             AskAction::Poweroff => out.push(Effect::Init(InitCmd::Poweroff)),
             AskAction::VrrpMaintenance(target, on) => self.send(Command::VrrpMaintenance { target, on }, out),
+            AskAction::ClearOverride(service, real) => {
+                self.send(Command::RealOverride { service, real, action: lbd::ctl::proto::OverrideAction::Enable }, out)
+            }
             AskAction::Discard => {
                 self.staged = None;
                 self.notes.clear();
@@ -1439,7 +1559,18 @@ impl App {
                 let key = d.svc.key.to_string();
                 seen.insert(key.clone());
                 let live = self.services.iter().find(|l| l.key == key);
-                let up = s.reals.iter().filter(|r| r.weight > 0).count();
+                // Live: what the kernel serves (a real whose check failed is
+                // not up, whatever its configured weight); else the config.
+                let (up, quiesced) = match live {
+                    Some(l) => (
+                        l.reals.iter().filter(|r| r.weight > 0 && !r.draining).count(),
+                        l.reals.iter().filter(|r| r.weight == 0 && !r.draining).count(),
+                    ),
+                    None => {
+                        let up = s.reals.iter().filter(|r| r.weight > 0).count();
+                        (up, s.reals.len() - up)
+                    }
+                };
                 let (active, inactive) = live.map(LiveService::conns).unwrap_or_default();
                 rows.push(SvcRow {
                     cfg: Some(i),
@@ -1448,7 +1579,7 @@ impl App {
                     sched: s.scheduler.to_string(),
                     reals: s.reals.len(),
                     up,
-                    quiesced: s.reals.len() - up,
+                    quiesced,
                     draining: live.map(|l| l.reals.iter().filter(|r| r.draining).count()).unwrap_or(0),
                     active,
                     inactive,
@@ -1508,12 +1639,23 @@ impl App {
                     .zip(&a.reals)
                     .any(|(x, ar)| model::hostport(&x.addr.to_string(), x.port) == addr && ar.weight == r.weight)
             });
+            let check = self.checks.as_ref().and_then(|c| c.find(&key, &addr)).cloned();
+            let ov = check.as_ref().and_then(|c| c.override_.as_deref());
+            let health = check.as_ref().and_then(|c| c.health.as_deref());
             let state = if !in_applied {
                 "STAGED"
             } else if lr.is_some_and(|x| x.draining) {
                 "DRAINING"
+            } else if ov == Some("disable") {
+                "DISABLED"
+            } else if ov == Some("drain") {
+                "DRAINED"
+            } else if health == Some("down") {
+                "FAILED"
             } else if r.weight == 0 {
                 "QUIESCED"
+            } else if lr.is_none() && health == Some("unknown") {
+                "CHECKING"
             } else if lr.is_none() {
                 "ABSENT"
             } else {
@@ -1529,6 +1671,7 @@ impl App {
                 inactive: lr.map(|x| x.inactive).unwrap_or(0),
                 stats: lr.map(|x| x.stats).unwrap_or_default(),
                 state,
+                check,
             });
         }
         for x in live.map(|l| l.reals.as_slice()).unwrap_or_default() {
@@ -1546,6 +1689,7 @@ impl App {
                 inactive: x.inactive,
                 stats: x.stats,
                 state: if x.draining { "DRAINING" } else { "REMOVING" },
+                check: None,
             });
         }
         rows
@@ -1580,8 +1724,24 @@ impl App {
                     }
                 }
                 KeyCode::Char('u') => {
-                    if let Some(j) = cur {
-                        self.set_weight(i, j, true)
+                    let ov = rows.get(self.real_sel).and_then(|r| r.check.as_ref()?.override_.clone());
+                    match (cur, ov) {
+                        // The weight in the config cannot lift an override: offer to.
+                        (Some(_), Some(ov)) => {
+                            let svc = self.view_cfg().and_then(|c| c.services.get(i)).map(|s| s.label());
+                            let real = rows[self.real_sel].address.clone();
+                            if let Some(svc) = svc {
+                                self.ask = Some(Ask {
+                                    text: format!(
+                                        "{real} is held by an operator override ({ov}). Lift it now? \
+                                         (at once, not staged) y/n"
+                                    ),
+                                    action: AskAction::ClearOverride(svc, real),
+                                });
+                            }
+                        }
+                        (Some(j), None) => self.set_weight(i, j, true),
+                        _ => {}
                     }
                 }
                 _ => {}
@@ -1750,6 +1910,25 @@ impl App {
             }
             return;
         }
+        if self.sys_view == SysView::Import {
+            match k.code {
+                KeyCode::Esc | KeyCode::Left | KeyCode::Char('q') => {
+                    self.paste = None;
+                    self.sys_view = SysView::Menu;
+                }
+                KeyCode::Char('s') => self.stage_import(out),
+                KeyCode::Char('p') if !self.paste.as_ref().is_some_and(|p| p.converting) => {
+                    self.paste = Some(Paste::default());
+                    self.scroll = 0;
+                }
+                KeyCode::Up | KeyCode::Char('k') => self.scroll = self.scroll.saturating_sub(1),
+                KeyCode::Down | KeyCode::Char('j') => self.scroll += 1,
+                KeyCode::PageUp => self.scroll = self.scroll.saturating_sub(10),
+                KeyCode::PageDown => self.scroll += 10,
+                _ => {}
+            }
+            return;
+        }
         if self.sys_view == SysView::Version && k.code == KeyCode::Char('s') {
             self.restore_version();
             return;
@@ -1796,7 +1975,120 @@ impl App {
                 self.ask = Some(Ask { text: format!("Power the box off now?{lose} y/n"), action: AskAction::Poweroff })
             }
             'R' => self.form = Form::open(FormKind::FactoryReset, &Config::default()),
+            'i' => {
+                self.sys_view = SysView::Import;
+                self.paste = Some(Paste::default());
+                self.scroll = 0;
+            }
             _ => {}
+        }
+    }
+
+    /// Whether keys go into a paste (everything but Ctrl-D, Esc, Backspace
+    /// is text then: digits do not switch screens).
+    pub fn pasting(&self) -> bool {
+        self.screen == Screen::System
+            && self.sys_view == SysView::Import
+            && self.paste.as_ref().is_some_and(|p| !p.converting && p.result.is_none())
+    }
+
+    /// A key of a paste. Over a serial line a paste is a burst of keys: a
+    /// newline arrives as CR (Enter), LF (Ctrl-J) or both; a tab as Tab.
+    fn paste_key(&mut self, k: KeyEvent, out: &mut Vec<Effect>) {
+        let Some(p) = self.paste.as_mut() else { return };
+        let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
+        let was_cr = std::mem::take(&mut p.last_cr);
+        let ch = match k.code {
+            KeyCode::Esc => {
+                self.paste = None;
+                self.sys_view = SysView::Menu;
+                self.say("Import cancelled: nothing was sent.", false);
+                return;
+            }
+            KeyCode::Char('d') if ctrl => {
+                if p.dropped > 0 {
+                    self.say(
+                        format!("Too large: the import takes at most {} KiB. Esc, then paste less.", MAX_PASTE / 1024),
+                        true,
+                    );
+                } else if p.text.trim().is_empty() {
+                    self.say("Nothing pasted yet: paste the keepalived.conf, then Ctrl-D.", true);
+                } else {
+                    p.converting = true;
+                    let text = p.text.clone();
+                    let base = self.view_cfg().cloned().or_else(|| self.base_for_edit()).map(|c| c.to_toml());
+                    self.send(Command::Import { format: lbd::ctl::proto::ImportFormat::Keepalived, text, base }, out);
+                }
+                return;
+            }
+            KeyCode::Char('u') if ctrl => {
+                p.text.clear();
+                p.dropped = 0;
+                return;
+            }
+            KeyCode::Backspace => {
+                if p.dropped == 0 {
+                    p.text.pop();
+                }
+                return;
+            }
+            KeyCode::Enter => {
+                p.last_cr = true;
+                '\n'
+            }
+            KeyCode::Char('j') if ctrl => {
+                if was_cr {
+                    return;
+                }
+                '\n'
+            }
+            KeyCode::Tab => '\t',
+            KeyCode::Char(c) if !ctrl && !k.modifiers.contains(KeyModifiers::ALT) => c,
+            _ => return,
+        };
+        if p.dropped > 0 || p.text.len() + ch.len_utf8() > MAX_PASTE {
+            p.dropped += ch.len_utf8();
+        } else {
+            p.text.push(ch);
+        }
+    }
+
+    /// `s` on the import report: stage lbd's merged config.
+    fn stage_import(&mut self, out: &mut Vec<Effect>) {
+        let Some(merged) = self.paste.as_ref().and_then(|p| p.result.as_ref()).and_then(|r| r.merged.clone()) else {
+            return;
+        };
+        match lbd::config::parse(&merged, "imported") {
+            Ok(mut cfg) => {
+                if cfg.system.console_password.is_none() {
+                    cfg.system.console_password = self.hash.clone();
+                }
+                match forms::check_whole(&cfg) {
+                    Ok(_) => {
+                        let v = cfg.vrrp.instances.len();
+                        let note = format!(
+                            "import keepalived.conf: {} service(s){} (replace the services{})",
+                            cfg.services.len(),
+                            if v > 0 { format!(", {v} VRRP instance(s)") } else { String::new() },
+                            if v > 0 || self.view_cfg().is_some_and(|c| !c.vrrp.instances.is_empty()) {
+                                " and VRRP"
+                            } else {
+                                ""
+                            }
+                        );
+                        self.stage(cfg, note);
+                        self.paste = None;
+                        self.sys_view = SysView::Menu;
+                        self.go(Screen::Changes, out);
+                        self.say("Staged from the paste: review it here, then a applies (with confirm).", false);
+                    }
+                    Err(e) => self.say(format!("Not staged: {}", e.join("; ")), true),
+                }
+            }
+            Err(errs) => self.say(
+                format!("Not staged: {}", errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")),
+                true,
+            ),
         }
     }
 

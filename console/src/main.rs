@@ -217,7 +217,13 @@ fn run(args: Args, mut area: Rect, fixed: bool, opts: Options) -> ExitCode {
         batch.extend(rx.try_iter());
         // Redraw after input or answers; otherwise once a second for the
         // clocks. Even an unchanged frame costs ~20 bytes of escapes.
-        let due = !batch.is_empty() || now.saturating_sub(last_draw) >= 1000;
+        // A paste arrives as a burst of keys: repaint it 4 times a second,
+        // not after every key (the repaint shares the 115200-baud line).
+        let due = if app.pasting() {
+            now.saturating_sub(last_draw) >= 250
+        } else {
+            !batch.is_empty() || now.saturating_sub(last_draw) >= 1000
+        };
         let mut clear = false;
         for m in batch {
             match m {

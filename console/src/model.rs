@@ -192,6 +192,105 @@ impl LiveService {
     }
 }
 
+/// `checks`: what the health checks say about each configured real.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Checks {
+    /// One per configured real server.
+    pub reals: Vec<CheckReal>,
+}
+
+impl Checks {
+    /// The entry of a real of the service with ipvsadm key `key`.
+    pub fn find(&self, key: &str, real: &str) -> Option<&CheckReal> {
+        self.reals.iter().find(|r| r.service_key == key && r.real == real)
+    }
+}
+
+/// `checks.reals[]`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct CheckReal {
+    /// `TCP 192.0.2.1:80`, as `services` keys them.
+    pub service_key: String,
+    /// `10.0.0.1:80`.
+    pub real: String,
+    /// The check (`tcp 10.0.0.1:80`); `None` = not checked.
+    pub check: Option<String>,
+    /// `up`, `down`, `unknown`; `None` = not checked.
+    pub health: Option<String>,
+    /// The operator's `disable` or `drain`.
+    #[serde(rename = "override")]
+    pub override_: Option<String>,
+    /// The weight lbd gives it in the kernel; `None` = kept out of the table.
+    pub weight: Option<u32>,
+    /// The check's last result.
+    pub status: Option<CheckStatus>,
+}
+
+/// `checks.reals[].status`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct CheckStatus {
+    /// Unix time of the last change of verdict (0: none yet).
+    pub since: u64,
+    /// Whether the last attempt passed (`None`: none yet).
+    pub last_ok: Option<bool>,
+    /// Why it passed or failed (`connection refused`, `status 503`).
+    pub last_reason: String,
+    /// How long it took, ms.
+    pub last_latency_ms: f64,
+    /// Unix time of the last attempt.
+    pub last_at: u64,
+    /// Verdict changes since the check started.
+    pub transitions: u64,
+    /// Attempts.
+    pub attempts: u64,
+    /// Failed attempts.
+    pub failures: u64,
+}
+
+impl CheckReal {
+    /// `UP`, `DOWN`, `?` (not judged yet), `-` (not checked).
+    pub fn health_word(&self) -> &'static str {
+        match self.health.as_deref() {
+            Some("up") => "UP",
+            Some("down") => "DOWN",
+            Some(_) => "?",
+            None => "-",
+        }
+    }
+
+    /// The last attempt in a few words: `ok 1.2ms`, `FAIL connection refused`.
+    pub fn last_word(&self) -> String {
+        match &self.status {
+            Some(CheckStatus { last_ok: Some(true), last_latency_ms, .. }) => {
+                format!("ok {}", fmt_latency(*last_latency_ms))
+            }
+            Some(CheckStatus { last_ok: Some(false), last_reason, .. }) => format!("FAIL {last_reason}"),
+            Some(_) => "not run yet".into(),
+            None if self.check.is_some() => "not run yet".into(),
+            None => "-".into(),
+        }
+    }
+}
+
+/// `0.4ms`, `12ms`, `1.5s`.
+pub fn fmt_latency(ms: f64) -> String {
+    if ms >= 1000.0 {
+        format!("{:.1}s", ms / 1000.0)
+    } else if ms >= 10.0 {
+        format!("{ms:.0}ms")
+    } else {
+        format!("{ms:.1}ms")
+    }
+}
+
+/// `21:03:04` (UTC) of a Unix time.
+pub fn fmt_hms(t: u64) -> String {
+    format!("{:02}:{:02}:{:02}", (t / 3600) % 24, (t / 60) % 60, t % 60)
+}
+
 /// One connection (`/proc/net/ip_vs_conn`).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]

@@ -8,7 +8,7 @@ use ratatui::symbols::border;
 use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Clear, Paragraph, Wrap};
 
-use crate::app::{App, ApplyState, LogSource, Mode, NetItem, SYS_MENU, Screen, SysView};
+use crate::app::{App, ApplyState, LogSource, MAX_PASTE, Mode, NetItem, SYS_MENU, Screen, SysView};
 use crate::diff;
 use crate::forms::{FieldKind, Form};
 use crate::model::{self, fmt_num, fmt_uptime};
@@ -175,6 +175,14 @@ fn footer_keys(app: &App) -> String {
         Screen::Network => "i add iface  r add route  v add VIP  e edit  d delete  0 log out",
         Screen::Connections => "/ filter  Esc clear filter  Up/Down scroll  0 log out",
         Screen::Logs => "s source  f level  / filter  Up/Down scroll  End newest",
+        Screen::System if app.sys_view == SysView::Import => match &app.paste {
+            _ if app.pasting() => "paste now  ^D convert  Esc cancel  (Enter, Tab, digits go into the text)",
+            Some(p) if p.converting => "converting with lbd...",
+            Some(p) if p.result.as_ref().is_some_and(|r| r.merged.is_some()) => {
+                "s stage it  p paste again  Up/Down scroll  Esc drop it"
+            }
+            _ => "p paste again  Up/Down scroll  Esc back",
+        },
         Screen::System if app.sys_view == SysView::History => "Up/Down select  Enter show  Esc back",
         Screen::System if app.sys_view == SysView::Version => "s stage this version  Up/Down scroll  Esc back",
         Screen::System if app.sys_view != SysView::Menu => "Up/Down/PgUp/PgDn scroll  Esc back",
@@ -564,8 +572,8 @@ fn draw_services(app: &App, th: &Th, f: &mut Frame, area: Rect) {
         let rows = app.real_rows(i);
         let head = if wide {
             format!(
-                "{} {} {:>6} {:>6} {:>7} {:>7} {:>6} {:>8} {:>8} {}",
-                fit("Real server", 30),
+                "{} {} {:>6} {:>6} {:>7} {:>7} {:>6} {:>8} {:<8} {} {}",
+                fit("Real server", 24),
                 fit("Fwd", 6),
                 "Weight",
                 "Kernel",
@@ -573,20 +581,28 @@ fn draw_services(app: &App, th: &Th, f: &mut Frame, area: Rect) {
                 "InAct",
                 "CPS",
                 "InBPS",
-                "OutBPS",
-                "State"
+                "State",
+                fit("Health", 6),
+                "Last check"
             )
         } else {
             format!(
-                "{} {} {:>6} {:>6} {:>6} {:>6} {}",
-                fit("Real server", 24),
+                "{} {} {:>6} {:>6} {:>6} {:>6} {} {}",
+                fit("Real server", 21),
                 fit("Fwd", 4),
                 "Weight",
                 "Kernel",
                 "Active",
                 "InAct",
+                fit("Health", 6),
                 "State"
             )
+        };
+        // Health `...` until lbd has answered `checks`.
+        let health = |r: &crate::app::RealRow| match (&r.check, &app.checks) {
+            (Some(c), _) => c.health_word().to_string(),
+            (None, None) if r.cfg.is_some() => "...".into(),
+            _ => "-".into(),
         };
         let items: Vec<String> = rows
             .iter()
@@ -595,8 +611,8 @@ fn draw_services(app: &App, th: &Th, f: &mut Frame, area: Rect) {
                 let lw = r.live_weight.map(|w| w.to_string()).unwrap_or_else(|| "-".into());
                 if wide {
                     format!(
-                        "{} {} {:>6} {:>6} {:>7} {:>7} {:>6} {:>8} {:>8} {}",
-                        fit(&r.address, 30),
+                        "{} {} {:>6} {:>6} {:>7} {:>7} {:>6} {:>8} {:<8} {} {}",
+                        fit(&r.address, 24),
                         fit(&r.forward, 6),
                         w,
                         lw,
@@ -604,18 +620,20 @@ fn draw_services(app: &App, th: &Th, f: &mut Frame, area: Rect) {
                         r.inactive,
                         fmt_num(r.stats.cps),
                         fmt_num(r.stats.inbps),
-                        fmt_num(r.stats.outbps),
-                        r.state
+                        r.state,
+                        fit(&health(r), 6),
+                        fit(&r.check.as_ref().map(|c| c.last_word()).unwrap_or_else(|| "-".into()), 26)
                     )
                 } else {
                     format!(
-                        "{} {} {:>6} {:>6} {:>6} {:>6} {}",
-                        fit(&r.address, 24),
+                        "{} {} {:>6} {:>6} {:>6} {:>6} {} {}",
+                        fit(&r.address, 21),
                         fit(&r.forward, 4),
                         w,
                         lw,
                         r.active,
                         r.inactive,
+                        fit(&health(r), 6),
                         r.state
                     )
                 }
@@ -633,9 +651,21 @@ fn draw_services(app: &App, th: &Th, f: &mut Frame, area: Rect) {
         if items.is_empty() {
             l.push(Line::from(" no real servers: a = add one"));
         }
-        let h = area.height.saturating_sub(4 + marks.len() as u16) as usize;
+        // The selected real's check, below the table.
+        let detail = rows.get(app.real_sel).map(|r| real_detail(r, app.checks.is_some())).unwrap_or_default();
+        let inner = usize::from(area.width.saturating_sub(2)).max(1);
+        let wrapped: usize = detail.iter().map(|(x, _)| x.chars().count().div_ceil(inner).max(1)).sum();
+        // One spare row when a line wraps (word wrapping can take one more).
+        let wrapped = if wrapped > detail.len() { wrapped + 1 } else { wrapped };
+        let dh = (wrapped as u16).min(area.height.saturating_sub(8));
+        let [top, bottom] = Layout::vertical([Constraint::Min(4), Constraint::Length(dh + 2)]).areas(area);
+        let h = top.height.saturating_sub(3 + marks.len() as u16) as usize;
         l.extend(list_lines(&items, Some(app.real_sel), h, th));
-        f.render_widget(Paragraph::new(l).block(th.block(format!(" Service {} ", svc.label()))), area);
+        f.render_widget(Paragraph::new(l).block(th.block(format!(" Service {} ", svc.label()))), top);
+        let detail: Vec<Line> =
+            detail.into_iter().map(|(s, bad)| if bad { Line::styled(s, th.bad()) } else { Line::from(s) }).collect();
+        let title = rows.get(app.real_sel).map(|r| format!(" {} ", r.address)).unwrap_or_default();
+        f.render_widget(Paragraph::new(detail).wrap(Wrap { trim: false }).block(th.block(title)), bottom);
         return;
     }
     let rows = app.svc_rows();
@@ -713,6 +743,64 @@ fn draw_services(app: &App, th: &Th, f: &mut Frame, area: Rect) {
     l.extend(list_lines(&items, Some(app.selected().min(items.len().saturating_sub(1))), h, th));
     let title = if app.staged.is_some() { " Services (showing STAGED config) " } else { " Services " };
     f.render_widget(Paragraph::new(l).block(th.block(title)), area);
+}
+
+/// What the checks say about one real, in lines (with "show as bad").
+fn real_detail(r: &crate::app::RealRow, asked: bool) -> Vec<(String, bool)> {
+    let mut out = Vec::new();
+    let Some(c) = &r.check else {
+        out.push((
+            if r.cfg.is_none() {
+                "Not in the config: lbd drains it and removes it when idle.".into()
+            } else if !asked {
+                "Asking lbd for its health checks...".into()
+            } else {
+                "Not in the applied config yet: no check runs until it is applied.".into()
+            },
+            false,
+        ));
+        return out;
+    };
+    match &c.check {
+        None => out.push(("Not checked: it serves while its weight is above 0.".into(), false)),
+        Some(k) => {
+            let mut s = format!("Check {k}: health {}", c.health_word());
+            if let Some(st) = c.status.as_ref().filter(|st| st.since > 0) {
+                s.push_str(&format!(" since {} UTC ({} change(s))", model::fmt_hms(st.since), st.transitions));
+            }
+            out.push((s, c.health.as_deref() == Some("down")));
+            match &c.status {
+                Some(st) if st.last_ok.is_some() => out.push((
+                    format!(
+                        "Last check {} UTC: {} ({} in {}); {}/{} attempts failed",
+                        model::fmt_hms(st.last_at),
+                        if st.last_ok == Some(true) { "ok" } else { "FAILED" },
+                        if st.last_reason.is_empty() { "no reason given" } else { &st.last_reason },
+                        model::fmt_latency(st.last_latency_ms),
+                        st.failures,
+                        st.attempts
+                    ),
+                    st.last_ok == Some(false),
+                )),
+                _ => out.push(("No check has run yet.".into(), false)),
+            }
+        }
+    }
+    match c.override_.as_deref() {
+        Some("disable") => {
+            out.push(("Operator override: DISABLED (out of the table whatever the check says)".into(), true))
+        }
+        Some("drain") => out.push(("Operator override: DRAINED (weight 0 whatever the check says)".into(), true)),
+        _ => {}
+    }
+    out.push((
+        match c.weight {
+            Some(w) => format!("lbd gives it weight {w} in the kernel"),
+            None => "lbd keeps it out of the kernel table".into(),
+        },
+        false,
+    ));
+    out
 }
 
 fn draw_network(app: &App, th: &Th, f: &mut Frame, area: Rect) {
@@ -903,6 +991,7 @@ fn draw_logs(app: &App, th: &Th, f: &mut Frame, area: Rect) {
 
 fn draw_system(app: &App, th: &Th, f: &mut Frame, area: Rect) {
     match app.sys_view {
+        SysView::Import => draw_import(app, th, f, area),
         SysView::Config => {
             let text = app.applied_text.clone().unwrap_or_else(|| "(no config received)".into());
             let h = area.height.saturating_sub(2) as usize;
@@ -959,6 +1048,96 @@ fn draw_system(app: &App, th: &Th, f: &mut Frame, area: Rect) {
             f.render_widget(Paragraph::new(l).wrap(Wrap { trim: false }).block(th.block(" Box ")), info);
         }
     }
+}
+
+/// The keepalived.conf paste: what arrived so far, then lbd's report.
+fn draw_import(app: &App, th: &Th, f: &mut Frame, area: Rect) {
+    let Some(p) = &app.paste else { return };
+    let kib = MAX_PASTE / 1024;
+    let Some(r) = &p.result else {
+        let mut l = vec![
+            Line::styled("Paste the keepalived.conf into this terminal now, then press Ctrl-D.", th.bold()),
+            Line::from(format!(
+                "lbd converts it and shows a report; nothing is applied. Esc cancels. At most {kib} KiB. \
+                 `include` cannot be followed from a paste: paste the included text in its place."
+            )),
+        ];
+        let lines = p.lines();
+        if p.converting {
+            l.push(Line::styled(format!("Sent {} bytes ({lines} lines): lbd converts it...", p.text.len()), th.bold()));
+        } else if p.dropped > 0 {
+            l.push(Line::styled(
+                format!(
+                    "TOO LARGE: {} bytes beyond {kib} KiB were dropped. Esc, then paste a smaller file.",
+                    p.dropped
+                ),
+                th.bad(),
+            ));
+        } else {
+            l.push(Line::from(format!("Received {} bytes, {lines} lines.", p.text.len())));
+        }
+        // Rows the wrapped text takes (one spare for word wrapping).
+        let inner = usize::from(area.width.saturating_sub(2)).max(1);
+        let rows: usize = l.iter().map(|x| x.width().div_ceil(inner).max(1)).sum::<usize>() + 1;
+        let hh = (rows as u16).min(area.height.saturating_sub(3));
+        let head = Paragraph::new(l).wrap(Wrap { trim: false });
+        let [top, tail] = Layout::vertical([Constraint::Length(hh + 2), Constraint::Min(1)]).areas(area);
+        f.render_widget(head.block(th.block(" Import keepalived.conf ")), top);
+        // The end of what arrived, so the operator sees the paste land.
+        let h = tail.height.saturating_sub(2) as usize;
+        let all: Vec<&str> = p.text.lines().collect();
+        let first = all.len().saturating_sub(h);
+        let shown: Vec<Line> = all[first..]
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Line::from(format!("{:>5} {}", first + i + 1, s.replace('\t', "  "))))
+            .collect();
+        f.render_widget(Paragraph::new(shown).block(th.block(" Received (last lines) ")), tail);
+        return;
+    };
+    let mut l = Vec::new();
+    if let Some(e) = &r.failure {
+        l.push(Line::styled(format!("lbd did not convert it: {e}"), th.bad()));
+    } else {
+        let st = if r.converted { th.good() } else { th.bad() };
+        l.push(Line::styled(r.summary.clone(), st));
+        if !r.converted {
+            l.push(Line::styled("Nothing converted: fix the lines named below and paste again (p).", th.bad()));
+        } else if !r.merge_errors.is_empty() {
+            l.push(Line::styled("It converted, but lbd refuses it together with this box's config:", th.bad()));
+            l.extend(r.merge_errors.iter().map(|e| Line::styled(format!("  {e}"), th.bad())));
+            l.push(Line::from("Nothing can be staged: fix the file (or this box's config) and paste again."));
+        } else if r.merged.is_some() {
+            l.push(Line::styled("s stages it; screen 7 then shows the diff and applies with confirm:", th.bold()));
+            l.extend(r.replaced.iter().map(|x| Line::from(format!("  * {x}"))));
+            l.push(Line::from("  Kept from this box: interfaces, routes, static VIPs, consoles, password."));
+        }
+    }
+    let ni = r.report.iter().filter(|e| e.kind == "not imported").count();
+    if ni > 0 {
+        l.push(Line::styled(format!("{ni} thing(s) NOT imported: the box behaves differently there:"), th.warn()));
+    }
+    for e in &r.report {
+        let st = match e.kind.as_str() {
+            "error" => th.bad(),
+            "not imported" => th.warn(),
+            _ => Style::default(),
+        };
+        let at = if e.line > 0 { format!("line {}", e.line) } else { "input".into() };
+        l.push(Line::styled(format!("{at}: {}: {}: {}", e.kind, e.what, e.message), st));
+    }
+    let title = if r.converted && r.merged.is_some() {
+        " Import keepalived.conf: report (s = stage) "
+    } else {
+        " Import keepalived.conf: report "
+    };
+    f.render_widget(
+        Paragraph::new(l)
+            .wrap(Wrap { trim: false })
+            .scroll((app.scroll.min(u16::MAX as usize) as u16, 0))
+            .block(th.block(title)),
+        area,
+    );
 }
 
 /// `2026-11-22 15:32` from seconds since the epoch (UTC).

@@ -458,3 +458,258 @@ fn vrrp_screen_without_vrrp_says_how_to_configure_it() {
         s.has("VRRP is not configured on this box.");
     });
 }
+
+/// keepalived.conf as a serial terminal delivers a paste: CR for each
+/// newline (`crlf`: CR and LF, as some terminals send), tabs as Tab.
+fn paste(h: &mut Harness, text: &str, crlf: bool) {
+    for c in text.chars() {
+        match c {
+            '\n' => {
+                h.key(KeyCode::Enter);
+                if crlf {
+                    h.ctrl('j');
+                }
+            }
+            '\t' => h.key(KeyCode::Tab),
+            c => h.key(KeyCode::Char(c)),
+        }
+    }
+}
+
+const KEEPALIVED: &str = "! pasted from the old director\nglobal_defs {\n\trouter_id lb-old\n\tnotification_email { ops@example.com }\n}\n\
+virtual_server 192.168.100.112 8080 {\n\tdelay_loop 6\n\tlb_algo rr\n\tlb_kind DR\n\tprotocol TCP\n\
+\treal_server 192.168.100.41 8080 {\n\t\tweight 2\n\t\tMISC_CHECK {\n\t\t\tmisc_path /usr/local/bin/check\n\t\t}\n\t}\n\
+\treal_server 192.168.100.42 8080 {\n\t\tweight 1\n\t}\n}\n";
+
+#[test]
+fn system_screen_imports_a_pasted_keepalived_conf_and_stages_it() {
+    let mut h = logged_in("s-import");
+    h.key(KeyCode::Char('6'));
+    both(&h, |s, _, _| {
+        s.has("i  Import keepalived.conf");
+    });
+    h.key(KeyCode::Char('i'));
+    both(&h, |s, _, _| {
+        s.has("Paste the keepalived.conf into this terminal now, then press Ctrl-D.");
+        s.has("Esc cancels. At most");
+        s.has("256 KiB.");
+        s.has("Received 0 bytes, 0 lines.");
+        s.has("^D convert  Esc cancel");
+    });
+    // Digits, Enter and Tab are text here (CR LF is one newline).
+    paste(&mut h, KEEPALIVED, true);
+    assert_eq!(h.app.paste.as_ref().unwrap().text, KEEPALIVED);
+    both(&h, |s, _, _| {
+        s.row_has(1, &["[6 Sys"]);
+        s.has(&format!("Received {} bytes, 20 lines.", KEEPALIVED.len()));
+        s.has("   19   }");
+        s.has("   18     weight 1");
+    });
+    h.ctrl('d');
+    both(&h, |s, w, _| {
+        s.has("import: 0 error(s), 2 not imported, 2 note(s)");
+        s.has("s stages it; screen 7 then shows the diff and applies with confirm:");
+        s.has("* services: 1 configured -> 1 imported (replaced)");
+        s.has("* host name: lb1 -> lb-old");
+        s.has("Kept from this box: interfaces, routes, static VIPs, consoles, password.");
+        s.has("2 thing(s) NOT imported");
+        // The not-imported list with the paste's line numbers and what to do.
+        s.has("line 4: not imported: notification_email:");
+        s.has("line 13: not imported: MISC_CHECK: lvsbox runs no scripts");
+        if w >= 120 {
+            s.has("a script check has no equivalent: probe the service itself");
+        }
+        s.has("line 3: note: router_id: imported as system.hostname = \"lb-old\"");
+        s.has("s stage it  p paste again");
+    });
+    h.key(KeyCode::Char('s'));
+    h.wait(250);
+    both(&h, |s, _, _| {
+        s.row_has(1, &["[7 Changes(1)]"]);
+        s.has("* import keepalived.conf: 1 service(s) (replace the services)");
+        s.has("lbd: valid; 4 kernel change(s):");
+        s.has("add service TCP 192.168.100.112:8080 rr");
+        s.has("add real 192.168.100.41:8080 to TCP 192.168.100.112:8080 weight 2");
+        s.has("delete service TCP 192.168.100.111:80");
+        s.has("+ hostname = \"lb-old\"");
+        s.has("Staged from the paste: review it here, then a applies");
+        s.has("a apply");
+    });
+    h.key(KeyCode::Char('a'));
+    h.key(KeyCode::Char('c'));
+    h.wait(250);
+    let text = h.applied_text();
+    assert!(text.contains("192.168.100.112:8080") && text.contains("hostname = \"lb-old\""), "{text}");
+    // The box's network and password survived the import.
+    assert!(text.contains("192.168.100.244/24") && text.contains("console_password"), "{text}");
+    let k = h.kernel.0.lock().unwrap();
+    let svcs: Vec<String> = k.table.services.iter().map(|s| s.0.key.to_string()).collect();
+    assert_eq!(svcs, ["TCP 192.168.100.112:8080"], "only the imported service is in the kernel");
+}
+
+#[test]
+fn import_reports_include_and_errors_with_line_numbers() {
+    let mut h = logged_in("s-import-err");
+    h.key(KeyCode::Char('6'));
+    h.key(KeyCode::Char('i'));
+    paste(&mut h, "include /etc/keepalived/services.conf\nvirtual_server 192.168.100.112 80 {\n\tlb_algo rr\n", false);
+    h.ctrl('d');
+    both(&h, |s, _, _| {
+        s.has("import: 2 error(s)");
+        s.has("Nothing converted: fix the lines named below and paste again (p).");
+        s.has("line 1: error: include: `/etc/keepalived/services.conf`: a pasted");
+        s.has("keepalived.conf cannot include files: paste the included file's");
+        s.has("line 2: error: {: block is never closed (missing `}`)");
+        assert!(s.find("s stage").is_none());
+        s.has("p paste again");
+    });
+    // `s` stages nothing; `p` starts a new paste; Esc cancels it.
+    h.key(KeyCode::Char('s'));
+    assert!(h.app.staged.is_none());
+    h.key(KeyCode::Char('p'));
+    h.typ("12");
+    assert_eq!(h.app.paste.as_ref().unwrap().text, "12");
+    h.key(KeyCode::Esc);
+    both(&h, |s, _, _| {
+        s.has(">h  Host name");
+        s.has("Import cancelled: nothing was sent.");
+    });
+}
+
+#[test]
+fn import_paste_is_bounded() {
+    let mut h = logged_in("s-import-big");
+    h.key(KeyCode::Char('6'));
+    h.key(KeyCode::Char('i'));
+    // Fill up to the limit without going through every key.
+    h.app.paste.as_mut().unwrap().text = "!".repeat(console::app::MAX_PASTE - 1);
+    h.typ("abc");
+    let p = h.app.paste.as_ref().unwrap();
+    assert_eq!((p.text.len(), p.dropped), (console::app::MAX_PASTE, 2));
+    both(&h, |s, _, _| {
+        s.has("TOO LARGE: 2 bytes beyond 256 KiB were dropped.");
+    });
+    h.ctrl('d');
+    assert!(h.app.pasting(), "nothing sent");
+    assert!(!h.log.iter().any(|e| matches!(e, console::app::Effect::Lbd(lbd::ctl::proto::Command::Import { .. }))));
+    both(&h, |s, _, _| {
+        s.has("Too large: the import takes at most 256 KiB. Esc, then paste less.");
+    });
+}
+
+/// `CFG` with TCP checks: 192.168.100.31 is checked on a port that answers,
+/// 192.168.100.32 on one that refuses.
+fn checked(up: u16, down: u16) -> String {
+    CFG.replace(
+        "scheduler = \"wrr\"",
+        "scheduler = \"wrr\"\ncheck = { type = \"tcp\", connect_ip = \"127.0.0.1\", delay_loop = 0.2, connect_timeout = 0.5, retry = 1, delay_before_retry = 0.1 }",
+    )
+    .replace("weight = 3", &format!("weight = 3\ncheck = {{ connect_port = {up} }}"))
+    .replace("address = \"192.168.100.32\"", &format!("address = \"192.168.100.32\"\ncheck = {{ connect_port = {down} }}"))
+    .replace("hostname = \"lb1\"", &format!("hostname = \"lb1\"\nconsole_password = \"{}\"", common::test_hash(PW)))
+}
+
+#[test]
+fn service_detail_shows_each_reals_health_and_last_check() {
+    let up = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let down = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (up_port, down_port) = (up.local_addr().unwrap().port(), down.local_addr().unwrap().port());
+    drop(down);
+    let mut h = Harness::new("s-health", Some(&checked(up_port, down_port)));
+    h.login(PW);
+    h.key(KeyCode::Char('2'));
+    // The list does not ask for the checks of every real; an open service does.
+    h.wait(2500);
+    assert!(!h.log.iter().any(|e| matches!(e, console::app::Effect::Lbd(lbd::ctl::proto::Command::Checks))));
+    h.key(KeyCode::Enter);
+    let t0 = std::time::Instant::now();
+    while !h.screen(80, 24).text().contains("FAILED") {
+        assert!(t0.elapsed() < std::time::Duration::from_secs(10), "no verdict:\n{}", h.screen(80, 24).text());
+        // lbd takes the verdicts in on its own runtime.
+        h.rt.block_on(async { tokio::time::sleep(std::time::Duration::from_millis(100)).await });
+        h.wait(2000);
+    }
+    let chk = |p: u16| format!("Check tcp 127.0.0.1:{p}: health");
+    both(&h, |s, w, _| {
+        let hcol = col(s, "Health");
+        let r1 = s.row_of("192.168.100.31:80");
+        assert_eq!(r1.chars().skip(hcol).take(6).collect::<String>(), "UP    ", "{r1}");
+        assert!(r1.contains(" UP"), "{r1}");
+        let r2 = s.row_of("192.168.100.32:80");
+        assert_eq!(r2.chars().skip(hcol).take(6).collect::<String>(), "DOWN  ", "{r2}");
+        assert!(r2.contains("FAILED"), "the failed real is out of the table and says why: {r2}");
+        if w >= 120 {
+            assert!(r1.contains("ok ") && r1.contains("ms"), "last check with its latency: {r1}");
+            assert!(r2.contains("FAIL connection refused"), "{r2}");
+        }
+        // The selected real's check below the table.
+        s.has(&format!("{} UP since", chk(up_port)));
+        s.has("Last check");
+        s.has("UTC: ok (");
+        s.has("lbd gives it weight 3 in the kernel");
+    });
+    h.key(KeyCode::Down);
+    if std::env::var_os("SHOW").is_some() {
+        println!("{}\n{}", h.screen(132, 43).text(), h.screen(80, 24).text());
+    }
+    both(&h, |s, _, _| {
+        s.has(&format!("{} DOWN since", chk(down_port)));
+        s.has("UTC: FAILED (connection refused in");
+        s.has("lbd keeps it out of the kernel table");
+    });
+    // The list and the dashboard count what the kernel serves: 1 up, not
+    // the 2 the config's weights would say.
+    h.key(KeyCode::Esc);
+    both(&h, |s, _, _| {
+        assert!(s.row_of("TCP 192.168.100.111:80").contains("1/0/0"), "{}", s.text());
+    });
+    h.key(KeyCode::Char('1'));
+    h.wait(250);
+    both(&h, |s, _, _| {
+        let row = s.row_of("TCP 192.168.100.111:80");
+        let c = col(s, "Up Qu");
+        assert_eq!(row.chars().nth(c + 1), Some('1'), "{row}");
+    });
+    drop(up);
+}
+
+#[test]
+fn service_detail_shows_an_operators_override() {
+    let mut h = logged_in("s-override");
+    h.key(KeyCode::Char('2'));
+    h.key(KeyCode::Enter);
+    h.wait(2500);
+    // No checks configured: every real is unchecked.
+    both(&h, |s, _, _| {
+        let hcol = col(s, "Health");
+        let r1 = s.row_of("192.168.100.31:80");
+        assert_eq!(r1.chars().skip(hcol).take(6).collect::<String>(), "-     ", "{r1}");
+        assert!(r1.contains(" UP "), "{r1}");
+        s.has("Not checked: it serves while its weight is above 0.");
+    });
+    let r = h.lbd(lbd::ctl::proto::Command::RealOverride {
+        service: "web".into(),
+        real: "192.168.100.31".into(),
+        action: lbd::ctl::proto::OverrideAction::Drain,
+    });
+    assert!(r.ok, "{r:?}");
+    h.wait(2500);
+    both(&h, |s, _, _| {
+        assert!(s.row_of("192.168.100.31:80").contains("DRAINED"), "{}", s.text());
+        s.has("Operator override: DRAINED (weight 0 whatever the check says)");
+        s.has("lbd gives it weight 0 in the kernel");
+    });
+    // `u` cannot lift an override through the config's weight: it offers to lift it.
+    h.key(KeyCode::Char('u'));
+    both(&h, |s, _, _| {
+        s.has("192.168.100.31:80 is held by an operator override (drain). Lift it");
+    });
+    assert!(h.app.staged.is_none());
+    h.key(KeyCode::Char('y'));
+    h.wait(250);
+    both(&h, |s, _, _| {
+        s.has("192.168.100.31:80: operator override lifted");
+        assert!(s.row_of("192.168.100.31:80").contains(" UP "), "{}", s.text());
+        s.has("lbd gives it weight 3 in the kernel");
+    });
+}

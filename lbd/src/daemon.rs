@@ -13,14 +13,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use crate::config::{self, Config, ConfigError};
-use crate::ctl::proto::{Command, OverrideAction, Request, Response, View};
+use crate::ctl::proto::{
+    Command, ImportFormat, MAX_IMPORT_TEXT, MAX_REQUEST_LINE, OverrideAction, Request, Response, View,
+};
 use crate::health::engine::{Engine as HealthEngine, Transition};
 use crate::health::overlay::{Overlay, Override};
+use crate::import::Kind as ImportKind;
 use crate::ipvs::{self, ServiceKey};
 use crate::ipvsadm;
 use crate::kernel::Kernel;
@@ -1035,10 +1038,64 @@ impl Daemon {
             Command::Checks => Response::ok(id, self.checks()),
             Command::RealOverride { service, real, action } => done(self.set_override(&service, &real, action).await),
             Command::Fwmark => Response::ok(id, self.fwmark()),
+            Command::Import { format, text, base } => self.import(id, format, &text, base.as_deref()),
             Command::VrrpMaintenance { target, on } => match self.vrrp.maintenance(&target, on).await {
                 Ok(v) => Response::ok(id, v),
                 Err(e) => Response::err(id, e),
             },
+        }
+    }
+
+    /// `import`: converts pasted text and fits it onto `base` (or the
+    /// applied config). Nothing is applied or written.
+    fn import(&self, id: u64, format: ImportFormat, text: &str, base: Option<&str>) -> Response {
+        if text.len() > MAX_IMPORT_TEXT {
+            return Response::err(
+                id,
+                format!("the text is {} bytes; import takes at most {} KiB", text.len(), MAX_IMPORT_TEXT / 1024),
+            );
+        }
+        let base = match base {
+            Some(t) => match config::parse(t, "base") {
+                Ok(c) => c,
+                Err(errors) => {
+                    return Response::err_with(
+                        id,
+                        format!("the config to import into has {} error(s)", errors.len()),
+                        json!({ "errors": errors }),
+                    );
+                }
+            },
+            None => self.lock().cfg.clone(),
+        };
+        let p = crate::import::paste(format, text, &base);
+        let r = &p.outcome.report;
+        let mut entries = Vec::new();
+        for k in [ImportKind::Error, ImportKind::NotImported, ImportKind::Note] {
+            for e in r.of(k) {
+                entries.push(json!({
+                    "file": e.loc.file, "line": e.loc.line, "kind": e.kind.to_string(),
+                    "what": e.what, "message": e.message,
+                }));
+            }
+        }
+        // The CLI's summary; nothing is ever written here, converted or not.
+        let summary = r.text().lines().last().unwrap_or_default().trim_end_matches("; no config written").to_string();
+        let data = json!({
+            "converted": p.outcome.config.is_some(),
+            "summary": summary,
+            "report": entries,
+            "toml": p.outcome.toml,
+            "replaced": p.replaced,
+            "merge_errors": p.merge_errors,
+            "merged": p.merged.as_ref().map(Config::to_toml),
+        });
+        if p.merged.is_some() {
+            Response::ok(id, data)
+        } else if !p.merge_errors.is_empty() {
+            Response::err_with(id, "the imported config does not fit this box's config", data)
+        } else {
+            Response::err_with(id, summary, data)
         }
     }
 
@@ -1165,15 +1222,30 @@ pub async fn run(opts: Options, kernel: Box<dyn Kernel>, ring: LogRing) -> anyho
                 let d = d.clone();
                 tokio::spawn(async move {
                     let (r, mut w) = stream.into_split();
-                    let mut lines = BufReader::new(r).lines();
-                    while let Ok(Some(line)) = lines.next_line().await {
-                        let resp = match serde_json::from_str::<Request>(&line) {
-                            Ok(req) => d.handle(req).await,
-                            Err(e) => Response::err(0, format!("bad request: {e}")),
+                    let mut reader = BufReader::new(r);
+                    loop {
+                        // Bounded: a client cannot make lbd buffer without end.
+                        let mut buf = Vec::new();
+                        let limit = MAX_REQUEST_LINE as u64 + 1;
+                        match (&mut reader).take(limit).read_until(b'\n', &mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(_) => {}
+                        }
+                        let too_long = buf.len() > MAX_REQUEST_LINE && buf.last() != Some(&b'\n');
+                        let resp = if too_long {
+                            Response::err(
+                                0,
+                                format!("request longer than {} MiB: connection closed", MAX_REQUEST_LINE >> 20),
+                            )
+                        } else {
+                            match serde_json::from_slice::<Request>(&buf) {
+                                Ok(req) => d.handle(req).await,
+                                Err(e) => Response::err(0, format!("bad request: {e}")),
+                            }
                         };
                         let mut out = serde_json::to_string(&resp).unwrap_or_default();
                         out.push('\n');
-                        if w.write_all(out.as_bytes()).await.is_err() {
+                        if w.write_all(out.as_bytes()).await.is_err() || too_long {
                             break;
                         }
                     }

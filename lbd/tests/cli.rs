@@ -106,3 +106,28 @@ fn ctl_apply_list_and_restore() {
     let (_, hist, _) = ctl(&d.dir, &["history"]);
     assert!(hist.contains("\"n\": 1"), "{hist}");
 }
+
+#[test]
+fn an_endless_request_line_is_refused_not_buffered() {
+    use std::io::{BufRead, BufReader, Write};
+    let d = start("longline");
+    let s = std::os::unix::net::UnixStream::connect(d.dir.join("sock")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    // More than the limit and no newline: lbd stops reading, answers, closes.
+    let writer = std::thread::spawn(move || {
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..=(lbd::ctl::proto::MAX_REQUEST_LINE >> 20) + 1 {
+            if w.write_all(&chunk).is_err() {
+                return;
+            }
+        }
+    });
+    let mut line = String::new();
+    BufReader::new(&s).read_line(&mut line).unwrap();
+    assert!(line.contains("request longer than 64 MiB: connection closed"), "{line}");
+    drop(s);
+    writer.join().unwrap();
+    // lbd still serves others.
+    assert_eq!(ctl(&d.dir, &["ping"]).0, 0);
+}

@@ -427,3 +427,73 @@ fn journalled_weight_edits_are_folded_into_the_file() {
         assert!(!call(&d, Command::History).await.data.unwrap().as_array().unwrap().is_empty());
     });
 }
+
+/// A keepalived.conf as an operator pastes it on the console: one DR service,
+/// a notify script, an include.
+const PASTE: &str = "global_defs {\n\trouter_id lb-new\n}\ninclude /etc/keepalived/conf.d/*.conf\n\
+virtual_server 192.0.2.20 443 {\n\tlb_algo wrr\n\tlb_kind DR\n\tprotocol TCP\n\
+\treal_server 10.0.0.5 443 {\n\t\tweight 2\n\t\tnotify_down /bin/true\n\t}\n}\n";
+
+#[test]
+fn import_converts_a_paste_and_fits_it_onto_the_applied_config() {
+    use lbd::ctl::proto::ImportFormat;
+    let env = Env::new("import");
+    rt().block_on(async {
+        let d = env.daemon();
+        assert!(call(&d, Command::Apply { text: CFG.into(), confirm_within: None }).await.ok);
+        let before = env.changes();
+        // The include cannot be followed: an error on its line, nothing merged.
+        let r = call(&d, Command::Import { format: ImportFormat::Keepalived, text: PASTE.into(), base: None }).await;
+        assert!(!r.ok, "{r:?}");
+        let v = r.data.unwrap();
+        assert_eq!(v["converted"], false);
+        let e = &v["report"][0];
+        assert_eq!((e["line"].as_u64(), e["kind"].as_str()), (Some(4), Some("error")), "{v}");
+        assert!(e["message"].as_str().unwrap().contains("a pasted keepalived.conf cannot include files"), "{e}");
+        assert!(v["merged"].is_null());
+        assert!(r.error.unwrap().starts_with("import: 1 error(s), 1 not imported"));
+        // Without it: converted, reported, merged onto the applied config
+        // (its [ipvs.timeouts] and everything but the services stay).
+        let text = PASTE.replace("include /etc/keepalived/conf.d/*.conf\n", "");
+        let r = call(&d, Command::Import { format: ImportFormat::Keepalived, text, base: None }).await;
+        assert!(r.ok, "{r:?}");
+        let v = r.data.unwrap();
+        assert_eq!(v["converted"], true);
+        let ni: Vec<&Value> = v["report"].as_array().unwrap().iter().filter(|e| e["kind"] == "not imported").collect();
+        assert_eq!(ni.len(), 1, "{v}");
+        assert_eq!((ni[0]["line"].as_u64(), ni[0]["what"].as_str()), (Some(10), Some("notify_down")));
+        let merged = lbd::config::parse(v["merged"].as_str().unwrap(), "merged").unwrap();
+        assert_eq!(merged.services.len(), 1);
+        assert_eq!(merged.services[0].reals[0].weight, 2);
+        assert_eq!(merged.ipvs.timeouts.tcp, Some(600));
+        assert_eq!(merged.system.hostname, "lb-new");
+        let replaced: Vec<&str> = v["replaced"].as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
+        assert_eq!(replaced, ["services: 1 configured -> 1 imported (replaced)", "host name: lb1 -> lb-new"]);
+        // Nothing was applied.
+        assert_eq!(env.changes(), before);
+        assert_eq!(std::fs::read_to_string(env.dir.join("lvsbox.toml")).unwrap(), CFG);
+        // A base sent by the client (the console's staged config) is the one merged into.
+        let base = CFG.replace("hostname = \"lb1\"", "hostname = \"lb2\"");
+        let r = call(
+            &d,
+            Command::Import {
+                format: ImportFormat::Ipvsadm,
+                text: "-A -t 192.0.2.30:25 -s rr\n".into(),
+                base: Some(base),
+            },
+        )
+        .await;
+        assert!(r.ok, "{r:?}");
+        let merged = lbd::config::parse(r.data.unwrap()["merged"].as_str().unwrap(), "m").unwrap();
+        assert_eq!(merged.system.hostname, "lb2");
+        assert_eq!(merged.services[0].address.map(|a| a.to_string()).as_deref(), Some("192.0.2.30:25"));
+        // Too large: refused, with the limit named.
+        let big = "!".repeat(lbd::ctl::proto::MAX_IMPORT_TEXT + 1);
+        let r = call(&d, Command::Import { format: ImportFormat::Keepalived, text: big, base: None }).await;
+        assert!(!r.ok && r.error.as_deref().unwrap().contains("at most 256 KiB"), "{r:?}");
+        // The request on the wire.
+        let line = r#"{"id":3,"cmd":"import","format":"keepalived","text":"! empty\n"}"#;
+        let req: Request = serde_json::from_str(line).unwrap();
+        assert!(matches!(req.cmd, Command::Import { format: ImportFormat::Keepalived, base: None, .. }));
+    });
+}

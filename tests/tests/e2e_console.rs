@@ -3,7 +3,8 @@
 //! terminal would show it: set the password on first boot, add a DR service
 //! with two real servers through the forms, review, apply, confirm; the
 //! kernel has it (ipvsadm in the debug image); reboot from the console: it is
-//! still there and the password is asked for.
+//! still there and the password is asked for. Then paste a keepalived.conf
+//! on the System screen, stage the import, apply, confirm: the kernel has it.
 
 use std::time::Duration;
 
@@ -125,5 +126,48 @@ fn operator_adds_a_dr_service_on_the_serial_console_and_it_survives_a_reboot() -
     term.keys(&["2"])?;
     let s = term.wait_for("TCP 10.77.0.100:80", T)?;
     assert!(s.contains("web"), "{s}");
+
+    // Import a keepalived.conf pasted on the System screen (LF line ends and
+    // tabs, as tmux pastes them), stage it, apply, confirm: the kernel has
+    // the imported service instead of `web`.
+    term.keys(&["6"])?;
+    term.wait_for("[6 Sys]", T)?;
+    term.keys(&["i"])?;
+    term.wait_for("Paste the keepalived.conf", T)?;
+    term.type_text(KEEPALIVED_CONF)?;
+    term.wait_for("Received 227 bytes, 14 lines.", T)?;
+    term.keys(&["C-d"])?;
+    let report = term.wait_for("s stage it", T)?;
+    assert!(report.contains("import: 0 error(s), 1 not imported"), "{report}");
+    assert!(report.contains("line 10: not imported: MISC_CHECK"), "{report}");
+    term.keys(&["s"])?;
+    let review = term.wait_for("add service TCP 10.77.0.101:8080 wrr", T)?;
+    assert!(review.contains("delete service TCP 10.77.0.100:80"), "{review}");
+    term.keys(&["a"])?;
+    term.wait_for("CONFIRM", T)?;
+    term.keys(&["c"])?;
+    term.wait_for("Confirmed", T)?;
+    let table = g.sh_ok("ipvsadm -Ln")?;
+    assert!(table.contains("TCP  10.77.0.101:8080 wrr"), "{table}");
+    assert!(table.contains("  -> 10.77.0.21:8080              Route   2"), "{table}");
+    assert!(table.contains("  -> 10.77.0.22:8080              Route   1"), "{table}");
+    assert!(!table.contains("10.77.0.100:80"), "{table}");
     Ok(())
 }
+
+/// What the operator pastes: one DR service, a script check lvsbox reports.
+const KEEPALIVED_CONF: &str = "! pasted on the serial console
+virtual_server 10.77.0.101 8080 {
+\tlb_algo wrr
+\tlb_kind DR
+\tprotocol TCP
+\treal_server 10.77.0.21 8080 {
+\t\tweight 2
+\t}
+\treal_server 10.77.0.22 8080 {
+\t\tMISC_CHECK {
+\t\t\tmisc_path /bin/true
+\t\t}
+\t}
+}
+";

@@ -135,7 +135,12 @@ impl Harness {
         let kernel = SharedSim::new();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let ring = LogRing::new();
-        let daemon = Daemon::new(opts, Box::new(kernel.clone()), ring.clone());
+        // Inside the runtime: lbd spawns the task that takes the health
+        // checks' verdicts in (it runs whenever a test blocks on the runtime).
+        let daemon = {
+            let _rt = rt.enter();
+            Daemon::new(opts, Box::new(kernel.clone()), ring.clone())
+        };
         rt.block_on(daemon.reconcile());
         Harness {
             app: App::new(Options { idle_logout_ms: 600_000, tty: "ttyS0".into(), ..Options::default() }),

@@ -52,6 +52,23 @@ pub enum OverrideAction {
     Drain,
 }
 
+/// What `import` reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportFormat {
+    /// A keepalived.conf.
+    Keepalived,
+    /// `ipvsadm -S` output or ipvsadm command lines.
+    Ipvsadm,
+}
+
+/// Longest request line lbd reads (a 10,000-service config is a few MiB);
+/// a longer one gets an error and the connection is closed.
+pub const MAX_REQUEST_LINE: usize = 64 << 20;
+
+/// Largest text `import` accepts (a pasted keepalived.conf), bytes.
+pub const MAX_IMPORT_TEXT: usize = 256 * 1024;
+
 /// Commands.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
@@ -156,6 +173,22 @@ pub enum Command {
     /// expanded), the nftables table lbd writes, whether the kernel has it,
     /// and the `ip_vs_ftp` helper's ports.
     Fwmark,
+    /// Converts a pasted keepalived.conf (or ipvsadm rules) with the same
+    /// importer as `lbd import`; applies nothing. Answers the report (each
+    /// entry with its line), the imported TOML and `merged`: `base` (or the
+    /// applied config) with its services, VRRP, IPVS timeouts and host name
+    /// replaced by the imported ones, ready to validate and apply. `include`
+    /// cannot be resolved from a paste and is reported. At most
+    /// [`MAX_IMPORT_TEXT`] bytes.
+    Import {
+        /// What the text is.
+        format: ImportFormat,
+        /// The pasted text.
+        text: String,
+        /// The config to merge into (TOML); the applied config when absent.
+        #[serde(default)]
+        base: Option<String>,
+    },
     /// VRRP maintenance: hand over and stay backup (`on`), or resume.
     VrrpMaintenance {
         /// An instance or sync group name.

@@ -41,9 +41,20 @@ const MAX_BLOCK_DEPTH: usize = 64;
 const MAX_LINE: usize = 64 * 1024;
 /// Most tokens in total (include loops, runaway globs).
 const MAX_TOKENS: usize = 4_000_000;
+/// Most files read through includes in one import. A file that includes
+/// itself twice doubles at each of the 16 levels (65,536 reads and seconds
+/// of work before the token bound stops it; found by `lbd/fuzz`).
+const MAX_INCLUDED_FILES: usize = 1024;
 
 struct Lexer<'a> {
     fs: &'a dyn Fs,
+    /// Files read through includes so far.
+    included: usize,
+    /// The nesting error was reported (once: a loop hits it at every leaf).
+    too_deep: bool,
+    /// The files being read, outermost first: including one of them again
+    /// is a loop.
+    stack: Vec<PathBuf>,
     vars: HashMap<String, String>,
     toks: Vec<(Tok, Loc)>,
     report: &'a mut Report,
@@ -52,8 +63,10 @@ struct Lexer<'a> {
 /// Parses `path` (and what it includes) into nodes. Errors and skipped
 /// lines go to `report`.
 pub fn parse_file(fs: &dyn Fs, path: &Path, report: &mut Report) -> Vec<Node> {
-    let mut lx = Lexer { fs, vars: HashMap::new(), toks: Vec::new(), report };
+    let mut lx =
+        Lexer { fs, included: 0, too_deep: false, stack: Vec::new(), vars: HashMap::new(), toks: Vec::new(), report };
     let display = path.display().to_string();
+    lx.stack.push(path.to_path_buf());
     match fs.read(path) {
         Ok(text) => lx.file(&text, path, &display, 0),
         Err(e) => lx.report.error(&Loc { file: display, line: 0 }, "file", format!("cannot read: {e}")),
@@ -63,7 +76,9 @@ pub fn parse_file(fs: &dyn Fs, path: &Path, report: &mut Report) -> Vec<Node> {
 
 /// Parses text as if it were the file `name` (includes relative to `dir`).
 pub fn parse_text(fs: &dyn Fs, text: &str, name: &str, report: &mut Report) -> Vec<Node> {
-    let mut lx = Lexer { fs, vars: HashMap::new(), toks: Vec::new(), report };
+    let mut lx =
+        Lexer { fs, included: 0, too_deep: false, stack: Vec::new(), vars: HashMap::new(), toks: Vec::new(), report };
+    lx.stack.push(PathBuf::from(name));
     lx.file(text, Path::new(name), name, 0);
     build(lx.toks, report)
 }
@@ -147,8 +162,15 @@ impl Lexer<'_> {
                     self.report.error(&loc, kw, "takes one file name (quote a name with spaces)");
                     continue;
                 }
+                if let Some(why) = self.fs.no_includes() {
+                    self.report.error(&loc, kw, format!("`{pat}`: {why}"));
+                    continue;
+                }
                 if depth >= MAX_INCLUDE_DEPTH {
-                    self.report.error(&loc, kw, format!("includes nest deeper than {MAX_INCLUDE_DEPTH} (a loop?)"));
+                    if !self.too_deep {
+                        self.too_deep = true;
+                        self.report.error(&loc, kw, format!("includes nest deeper than {MAX_INCLUDE_DEPTH} (a loop?)"));
+                    }
                     continue;
                 }
                 let files = glob(self.fs, &dir, pat);
@@ -157,10 +179,37 @@ impl Lexer<'_> {
                     self.report.push(&loc, kind, kw.clone(), format!("`{pat}` matches no readable file"));
                 }
                 for f in files {
+                    if self.included >= MAX_INCLUDED_FILES {
+                        // Said once; every level being unwound stops too.
+                        if self.included == MAX_INCLUDED_FILES {
+                            self.report.error(
+                                &loc,
+                                kw.clone(),
+                                format!("more than {MAX_INCLUDED_FILES} files included in all (the same files included over and over?)"),
+                            );
+                            self.included += 1;
+                        }
+                        return;
+                    }
+                    self.included += 1;
                     let rel = f.strip_prefix(&dir).map(Path::to_path_buf).unwrap_or_else(|_| f.clone());
                     let shown: PathBuf = if f.is_absolute() { f.clone() } else { ddir.join(rel) };
+                    if self.stack.contains(&f) {
+                        // keepalived would recurse until its depth limit, reading
+                        // the file 2^depth times when it includes itself twice.
+                        self.report.error(
+                            &loc,
+                            kw.clone(),
+                            format!("`{}` is already being read: an include loop (not followed)", shown.display()),
+                        );
+                        continue;
+                    }
                     match self.fs.read(&f) {
-                        Ok(text) => self.file(&text, &f, &shown.display().to_string(), depth + 1),
+                        Ok(text) => {
+                            self.stack.push(f.clone());
+                            self.file(&text, &f, &shown.display().to_string(), depth + 1);
+                            self.stack.pop();
+                        }
                         Err(e) => self.report.error(&loc, kw.clone(), format!("{}: {e}", f.display())),
                     }
                     if self.toks.len() > MAX_TOKENS {

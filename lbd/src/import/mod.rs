@@ -15,6 +15,8 @@
 //! - [`ipvsadm`]: `ipvsadm -S`/`-Sn` output and shell scripts of ipvsadm
 //!   command lines (with `NAME=value` variables, as the seeds write them).
 
+#[doc(hidden)]
+pub mod fuzz;
 pub mod ipvsadm;
 pub mod keepalived;
 pub mod kparse;
@@ -195,6 +197,86 @@ pub(crate) fn tidy_forwarding(cfg: &mut Config) {
     }
 }
 
+// ---------------------------------------------------------------- paste
+
+/// A pasted import, fitted onto a box's config.
+#[derive(Clone, Debug)]
+pub struct PasteImport {
+    /// What the importer made of the text alone.
+    pub outcome: Outcome,
+    /// The box's config with the imported parts in place (when the import
+    /// converted and the result passes lbd's validation).
+    pub merged: Option<Config>,
+    /// What `merged` replaces, in words (`services: 1 -> 2`).
+    pub replaced: Vec<String>,
+    /// lbd's errors about `merged` (`file:line:col: path: why` of the merged
+    /// text), when the imported parts do not fit the rest of the box's config.
+    pub merge_errors: Vec<String>,
+}
+
+/// The box's `base` config with what an import brings replaced: the
+/// services, the VRRP section (both wholesale: the imported file describes
+/// the whole director), the IPVS connection timeouts when the input sets
+/// any, and the host name when keepalived's `router_id` gave one. The rest
+/// (interfaces, routes, static VIPs, consoles, the console password, log
+/// level, other IPVS settings) stays the box's. Returns the config and what
+/// changed, in words.
+pub fn merge(base: &Config, imported: &Config) -> (Config, Vec<String>) {
+    let mut out = base.clone();
+    let mut said = Vec::new();
+    let n = |v: usize, what: &str| format!("{v} {what}");
+    said.push(format!(
+        "services: {} -> {} (replaced)",
+        n(base.services.len(), "configured"),
+        n(imported.services.len(), "imported")
+    ));
+    out.services = imported.services.clone();
+    if base.vrrp != imported.vrrp {
+        said.push(format!(
+            "VRRP: {} instance(s) -> {} imported (replaced{})",
+            base.vrrp.instances.len(),
+            imported.vrrp.instances.len(),
+            if imported.vrrp.sync_daemon.is_some() { ", with the sync daemon" } else { "" }
+        ));
+    }
+    out.vrrp = imported.vrrp.clone();
+    let t = &imported.ipvs.timeouts;
+    if (t.tcp.is_some() || t.tcpfin.is_some() || t.udp.is_some()) && base.ipvs.timeouts != *t {
+        said.push("IPVS connection timeouts (replaced)".into());
+        out.ipvs.timeouts = *t;
+    }
+    if imported.system.hostname != config::System::default().hostname
+        && imported.system.hostname != base.system.hostname
+    {
+        said.push(format!("host name: {} -> {}", base.system.hostname, imported.system.hostname));
+        out.system.hostname = imported.system.hostname.clone();
+    }
+    (out, said)
+}
+
+/// Imports `text` (at most the control protocol's limit) as `format` with
+/// no file system (includes are reported), and fits the result onto `base`.
+pub fn paste(format: crate::ctl::proto::ImportFormat, text: &str, base: &Config) -> PasteImport {
+    use crate::ctl::proto::ImportFormat;
+    let outcome = match format {
+        ImportFormat::Keepalived => keepalived::import_text(&Pasted, text, "pasted"),
+        ImportFormat::Ipvsadm => ipvsadm::import_text(text, "pasted"),
+    };
+    let Some(imported) = outcome.config.as_ref() else {
+        return PasteImport { outcome, merged: None, replaced: Vec::new(), merge_errors: Vec::new() };
+    };
+    let (merged, replaced) = merge(base, imported);
+    match config::parse(&merged.to_toml(), "merged") {
+        Ok(m) => PasteImport { outcome, merged: Some(m), replaced, merge_errors: Vec::new() },
+        Err(errs) => PasteImport {
+            outcome,
+            merged: None,
+            replaced,
+            merge_errors: errs.iter().map(ToString::to_string).collect(),
+        },
+    }
+}
+
 // ---------------------------------------------------------------- files
 
 /// What the importers read: the real file system, or a map in tests.
@@ -203,6 +285,32 @@ pub trait Fs {
     fn read(&self, path: &Path) -> io::Result<String>;
     /// The names in a directory.
     fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
+    /// Why `include` cannot be followed here at all (a pasted file), if so:
+    /// the importer reports each include with this instead of looking.
+    fn no_includes(&self) -> Option<&'static str> {
+        None
+    }
+}
+
+/// No files at all: a keepalived.conf pasted on the console (or sent over
+/// the control socket) names no directory, and lbd must not read its own
+/// file system on a client's behalf.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Pasted;
+
+impl Fs for Pasted {
+    fn read(&self, _: &Path) -> io::Result<String> {
+        Err(io::Error::new(io::ErrorKind::NotFound, "a pasted file includes nothing"))
+    }
+    fn list(&self, _: &Path) -> io::Result<Vec<String>> {
+        Err(io::Error::new(io::ErrorKind::NotFound, "a pasted file includes nothing"))
+    }
+    fn no_includes(&self) -> Option<&'static str> {
+        Some(
+            "a pasted keepalived.conf cannot include files: paste the included file's text in place of this line \
+             (or run `lbd import keepalived FILE` where the files are)",
+        )
+    }
 }
 
 /// The real file system.

@@ -244,10 +244,23 @@ fn includes_glob_relative_to_the_including_file() {
     // An include loop stops with a located error instead of recursing forever.
     let out = ka(&[("k.conf", "include k.conf\n")]);
     assert!(
-        out.report.text().contains("k.conf:1: error: include: includes nest deeper than 16"),
+        out.report.text().contains("k.conf:1: error: include: `k.conf` is already being read: an include loop"),
         "{}",
         out.report.text()
     );
+    // Also through another file; the depth bound still stops a chain of
+    // distinct files.
+    let out = ka(&[("k.conf", "include a.conf\n"), ("a.conf", "\ninclude k.conf\n")]);
+    assert!(
+        out.report.text().contains("a.conf:2: error: include: `k.conf` is already being read"),
+        "{}",
+        out.report.text()
+    );
+    let chain: Vec<(String, String)> =
+        (0..20).map(|i| (format!("f{i}.conf"), format!("include f{}.conf\n", i + 1))).collect();
+    let files: Vec<(&str, &str)> =
+        chain.iter().map(|(a, b)| (a.as_str(), b.as_str())).chain([("f20.conf", "")]).collect();
+    assert!(ka(&files).report.text().contains("includes nest deeper than 16"));
 }
 
 #[test]
@@ -582,124 +595,73 @@ fn ipvsadm_edits_apply_in_order() {
 
 // ---------------------------------------------------------------- fuzz
 
-/// A tiny deterministic PRNG (xorshift64*), so failures reproduce.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
-const TOKENS: &[&str] = &[
-    "{",
-    "}",
-    "\"",
-    "'",
-    "\\",
-    "!",
-    "#",
-    "$",
-    "${",
-    "$X=",
-    "$X",
-    "include ",
-    "include k.conf\n",
-    "\n",
-    " ",
-    "-",
-    ":",
-    "/",
-    "*",
-    "[",
-    "?",
-    "virtual_server ",
-    "virtual_server group G {\n",
-    "virtual_server_group G {\n",
-    "real_server ",
-    "fwmark ",
-    "vrrp_instance ",
-    "lvs_method TUN type gue port ",
-    "persistence_timeout ",
-    "persistence_granularity ",
-    "65536",
-    "0",
-    "-1",
-    "4294967296",
-    "1.2.3.4-9",
-    "2001:db8::1-ffff",
-    "::",
-    "@x ",
-    "lvs_sync_daemon ",
-    "-A -t ",
-    "-a -f 1 -r ",
-    "-p",
-    "-M ",
-    "--set ",
-    "|| ",
-    "$ipv ",
-    "ipv=ipvsadm\n",
-    "é",
-    "\u{0}",
-];
-
-fn mutate(rng: &mut Rng, src: &str) -> String {
-    let mut b: Vec<char> = src.chars().collect();
-    for _ in 0..1 + rng.below(8) {
-        let at = rng.below(b.len() + 1);
-        match rng.below(5) {
-            0 if !b.is_empty() => {
-                let end = (at + rng.below(40)).min(b.len());
-                b.drain(at.min(end)..end);
-            }
-            1 => {
-                let t = TOKENS[rng.below(TOKENS.len())];
-                b.splice(at..at, t.chars());
-            }
-            2 if !b.is_empty() => {
-                let end = (at + rng.below(200)).min(b.len());
-                let chunk: Vec<char> = b[at.min(end)..end].to_vec();
-                let to = rng.below(b.len() + 1);
-                b.splice(to..to, chunk);
-            }
-            3 if at < b.len() => b[at] = char::from(rng.below(128) as u8),
-            _ => b.truncate(at),
-        }
-    }
-    b.into_iter().collect()
-}
-
 /// Mutation fuzzing over the fixtures in the normal test suite: no input
-/// may panic, and whatever imports without error is valid lbd config.
+/// may panic, and whatever imports without error is valid lbd config (the
+/// checks of `import::fuzz`, which the coverage-guided fuzzer in `lbd/fuzz`
+/// runs too).
 #[test]
 fn fuzz_mutated_fixtures_never_panic() {
+    use super::fuzz::{Rng, mutate};
     let seeds = [SEED002, FULL, FULL_WEB, FULL_DNS, SEED000, SEED003_NAT, SEED003_DR, SEED004];
     let iterations: usize = std::env::var("IMPORT_FUZZ_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
     let mut rng = Rng(0x5eed_0008);
-    for round in 0..iterations {
-        for (k, seed) in seeds.iter().enumerate() {
+    for _ in 0..iterations {
+        for seed in seeds {
             let text = mutate(&mut rng, seed);
-            let fs = full_fs().with("k.conf", &text).with("etc/conf.d/30-fuzz.conf", &text);
-            for out in [
-                keepalived::import_text(&fs, &text, "k.conf"),
-                keepalived::import_file(&fs, Path::new("etc/full.conf")),
-                ipvsadm::import_text(&text, "rules"),
-            ] {
-                if let Some(toml) = &out.toml {
-                    assert!(
-                        crate::config::parse(toml, "x.toml").is_ok(),
-                        "round {round} seed {k}: imported TOML does not parse:\n{text}"
-                    );
-                }
-                assert_eq!(out.toml.is_some(), !out.report.has_errors());
+            // The full fixture includes the mutated file as one of its conf.d files.
+            let fs = full_fs().with("etc/conf.d/30-fuzz.conf", &text);
+            let out = keepalived::import_file(&fs, Path::new("etc/full.conf"));
+            if let Some(toml) = &out.toml {
+                assert!(crate::config::parse(toml, "x.toml").is_ok(), "imported TOML does not parse:\n{text}");
             }
+            super::fuzz::keepalived(&text);
+            super::fuzz::ipvsadm(&text);
         }
     }
+}
+
+/// Found by `lbd/fuzz` (artifacts slow-3791ae5ef393fd06 and
+/// slow-c853efa79084216c, reduced): a file that includes itself twice was
+/// read 2^16 times (seconds of work, thousands of report lines) before the
+/// depth and token bounds stopped it. A loop is now an error where it
+/// closes, and the depth and file-count bounds are reported once.
+#[test]
+fn fuzz_regression_a_self_including_file_is_read_once() {
+    let text = "virtual_server 10.0.0.1 80 {\n  real_server 10.0.0.2 80 {\n  }\n}\ninclude k.conf\ninclude k.conf\n";
+    let fs = MemFs::default().with("k.conf", text);
+    let t0 = std::time::Instant::now();
+    let out = keepalived::import_file(&fs, Path::new("k.conf"));
+    assert!(t0.elapsed() < std::time::Duration::from_secs(1), "{:?}", t0.elapsed());
+    let errors: Vec<String> = out.report.of(Kind::Error).map(|e| format!("{}: {}", e.loc.line, e.message)).collect();
+    let looped = "`k.conf` is already being read: an include loop (not followed)";
+    assert_eq!(errors, [format!("5: {looped}"), format!("6: {looped}")], "{}", out.report.text());
+    // Two files that include each other twice (no file includes itself
+    // directly): still a loop, found where it closes.
+    let fs = MemFs::default()
+        .with("k.conf", "include a.conf\ninclude a.conf\n")
+        .with("a.conf", "include b.conf\ninclude b.conf\n")
+        .with("b.conf", "include a.conf\ninclude k.conf\n");
+    let out = keepalived::import_file(&fs, Path::new("k.conf"));
+    assert!(out.report.entries.len() <= 8, "{}", out.report.text());
+    // Many distinct files, each included from everywhere: the file bound,
+    // said once.
+    let mut fs = MemFs::default();
+    let all: String = (0..12).map(|i| format!("include d{i}.conf\n")).collect();
+    fs = fs.with("k.conf", &all);
+    for i in 0..12 {
+        let next: String = (i + 1..12).map(|j| format!("include d{j}.conf\n")).collect();
+        fs = fs.with(&format!("d{i}.conf"), &next);
+    }
+    let t0 = std::time::Instant::now();
+    let out = keepalived::import_file(&fs, Path::new("k.conf"));
+    assert!(t0.elapsed() < std::time::Duration::from_secs(1), "{:?}", t0.elapsed());
+    let errors: Vec<String> = out.report.of(Kind::Error).map(|e| e.message.clone()).collect();
+    assert_eq!(
+        errors,
+        ["more than 1024 files included in all (the same files included over and over?)"],
+        "{}",
+        out.report.text()
+    );
 }
 
 #[test]

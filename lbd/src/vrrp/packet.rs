@@ -360,6 +360,11 @@ pub fn decode(msg: &[u8], src: IpAddr, dst: IpAddr, ttl: u8) -> Result<Received,
     if msg[0] & 0x0f != 1 {
         return Err(DropReason::BadType);
     }
+    // VRID 0 is not a virtual router (RFC 3768 §5.3.3, RFC 5798 §5.2.3); we
+    // could not send it back either (found by lbd/fuzz).
+    if msg[1] == 0 {
+        return Err(DropReason::WrongVrid);
+    }
     let count = usize::from(msg[3]);
     let alen = if v6 { 16 } else { 4 };
     let need = 8 + count * alen + if version == Version::V2 { AUTH_LEN } else { 0 };

@@ -294,3 +294,21 @@ fn mutation_loop_never_panics_and_accepted_packets_round_trip() {
     }
     assert!(accepted > 1000, "the mutations should leave many valid packets ({accepted})");
 }
+
+/// Found by `lbd/fuzz` (artifact crash-79b133fc8b4ca2fd): an advert with
+/// VRID 0 and a compensating change elsewhere (checksum still right) was
+/// accepted, though no instance has VRID 0 and `encode` refuses it.
+#[test]
+fn fuzz_regression_vrid_0_is_dropped() {
+    let pkt = [
+        0x45, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00, 0xff, 0x70, 0xb5, 0xb1, 0xc0, 0xa8, 0x64, 0xf5, 0xe0, 0x00,
+        0x00, 0x12, 0x21, 0x00, 0x96, 0x02, 0x01, 0x01, 0xf7, 0x78, 0x0a, 0x00, 0x00, 0x35, 0x0a, 0x00, 0x00, 0x02,
+        0x73, 0x65, 0x63, 0x72, 0x65, 0x74, 0x00, 0x00,
+    ];
+    assert_eq!(decode_ipv4(&pkt).map(|r| r.advert.vrid), Err(DropReason::WrongVrid));
+    // The same advert with VRID 1 (checksum adjusted) is accepted.
+    let mut ok = pkt;
+    ok[21] = 1;
+    ok[27] = 0x77;
+    assert_eq!(decode_ipv4(&ok).map(|r| r.advert.vrid), Ok(1));
+}
