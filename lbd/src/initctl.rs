@@ -13,8 +13,6 @@
 //! The types live in the lbd library so the console (a client) and init (the
 //! server) share them.
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
@@ -196,38 +194,17 @@ pub struct BootReport {
 }
 
 /// Blocking client of init's socket.
-pub struct Client {
-    reader: BufReader<UnixStream>,
-    writer: UnixStream,
-    next_id: u64,
-}
+pub struct Client(crate::ctl::client::LineClient);
 
 impl Client {
     /// Connects to `path` with `timeout` per exchange.
     pub fn connect(path: &Path, timeout: Duration) -> std::io::Result<Self> {
-        let s = UnixStream::connect(path)?;
-        s.set_read_timeout(Some(timeout))?;
-        s.set_write_timeout(Some(timeout))?;
-        Ok(Client { reader: BufReader::new(s.try_clone()?), writer: s, next_id: 1 })
+        crate::ctl::client::LineClient::connect(path, timeout, "init").map(Client)
     }
 
     /// Sends one command and waits for its response.
     pub fn call(&mut self, cmd: Command) -> std::io::Result<Response> {
-        let id = self.next_id;
-        self.next_id += 1;
-        let mut line = serde_json::to_string(&Request { id, cmd }).map_err(std::io::Error::other)?;
-        line.push('\n');
-        self.writer.write_all(line.as_bytes())?;
-        loop {
-            let mut buf = String::new();
-            if self.reader.read_line(&mut buf)? == 0 {
-                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "init closed the connection"));
-            }
-            let r: Response = serde_json::from_str(&buf).map_err(std::io::Error::other)?;
-            if r.id == id {
-                return Ok(r);
-            }
-        }
+        self.0.call_with(|id| Request { id, cmd })
     }
 
     /// Calls `cmd` and decodes its data as `T`.
