@@ -2,7 +2,7 @@
 //!
 //! Defaults: q35, TCG (nested KVM hangs on the development machines; KVM is
 //! opt-in with [`QemuCmd::kvm`]), 1 vCPU, 1024 MiB, no default devices, no
-//! display. Serial ports are added in order: the first is `ttyS0` (the
+//! display, no option ROMs on the NICs (see [`QemuCmd::nic_roms`]). Serial ports are added in order: the first is `ttyS0` (the
 //! console), the second `ttyS1` (the debug flavour's root shell).
 //!
 //! This only builds a [`Command`]; spawning, waiting and killing are the
@@ -108,6 +108,11 @@ pub struct QemuCmd {
     pub qmp: Option<PathBuf>,
     /// Exit instead of rebooting (a guest reboot or panic ends QEMU).
     pub no_reboot: bool,
+    /// Load the NICs' option ROMs (iPXE). Off by default: the guests boot
+    /// from `-kernel` or their disk, never from the network, and under TCG
+    /// the firmware spends a noticeable part of the boot initialising iPXE
+    /// for every NIC (`romfile=` on each NIC device).
+    pub nic_roms: bool,
     /// Raw extra QEMU arguments.
     pub extra: Vec<OsString>,
 }
@@ -126,6 +131,7 @@ impl QemuCmd {
             monitor: None,
             qmp: None,
             no_reboot: false,
+            nic_roms: false,
             extra: Vec::new(),
         }
     }
@@ -287,7 +293,8 @@ impl QemuCmd {
             a.push(backend.into());
             let mac = n.mac.as_ref().map(|m| format!(",mac={m}")).unwrap_or_default();
             a.push("-device".into());
-            a.push(format!("{},netdev=net{i}{mac}", n.model).into());
+            let rom = if self.nic_roms { "" } else { ",romfile=" };
+            a.push(format!("{},netdev=net{i}{mac}{rom}", n.model).into());
         }
         if let Some(m) = &self.monitor {
             a.push("-monitor".into());
@@ -359,7 +366,7 @@ mod tests {
         assert!(s0 < s1);
         assert!(s.contains("-chardev socket,id=ser1,path=/run/x/ttyS1.sock,server=on,wait=off"), "{s}");
         assert!(s.contains("-netdev tap,id=net0,ifname=tap0,script=no,downscript=no"), "{s}");
-        assert!(s.contains("-device virtio-net-pci,netdev=net0,mac=52:54:00:00:00:01"), "{s}");
+        assert!(s.contains("-device virtio-net-pci,netdev=net0,mac=52:54:00:00:00:01,romfile= "), "{s}");
         assert!(s.contains("-netdev user,id=net1"), "{s}");
         assert!(s.contains("-no-reboot"));
         assert!(s.contains("-nodefaults"));
