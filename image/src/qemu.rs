@@ -111,7 +111,8 @@ pub struct QemuCmd {
     /// Load the NICs' option ROMs (iPXE). Off by default: the guests boot
     /// from `-kernel` or their disk, never from the network, and under TCG
     /// the firmware spends a noticeable part of the boot initialising iPXE
-    /// for every NIC (`romfile=` on each NIC device).
+    /// for every NIC (`romfile=` on each NIC device). `LVSBOX_NIC_ROMS=1`
+    /// turns them on (to measure the difference).
     pub nic_roms: bool,
     /// Raw extra QEMU arguments.
     pub extra: Vec<OsString>,
@@ -131,7 +132,7 @@ impl QemuCmd {
             monitor: None,
             qmp: None,
             no_reboot: false,
-            nic_roms: false,
+            nic_roms: std::env::var("LVSBOX_NIC_ROMS").is_ok_and(|v| v == "1"),
             extra: Vec::new(),
         }
     }
