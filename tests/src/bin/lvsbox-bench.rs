@@ -770,7 +770,7 @@ fn main() -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+mod milestone_tests {
     use super::*;
 
     #[test]
