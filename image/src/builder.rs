@@ -165,6 +165,13 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
     let vmlinuz_src = kroot.join(format!("boot/vmlinuz-{kver}"));
     let kernel = opts.out.join("vmlinuz");
     copy_if_changed(&vmlinuz_src, &kernel)?;
+    // The lab's direct boots skip the bzImage's decompressor (see bzimage.rs).
+    let vmlinux = opts.out.join("vmlinux");
+    match crate::bzimage::extract_vmlinux(&kernel, &vmlinux) {
+        Ok(true) => say(opts, "kernel: vmlinux extracted for direct boots (PVH entry)"),
+        Ok(false) => warnings.push("the kernel has no PVH entry: direct boots use the bzImage".into()),
+        Err(e) => warnings.push(format!("cannot extract vmlinux ({e:#}): direct boots use the bzImage")),
+    }
 
     let moddir = kroot.join("lib/modules").join(kver);
     let t = Instant::now();
@@ -541,7 +548,7 @@ pub fn compress(c: Compression, input: &Path, output: &Path) -> Result<()> {
 
 /// Artefact file names that SHA256SUMS covers (those that exist).
 pub fn artefact_names(out: &Path) -> Vec<String> {
-    let mut names = vec!["vmlinuz".to_string()];
+    let mut names = vec!["vmlinuz".to_string(), "vmlinux".to_string()];
     for f in Flavour::ALL {
         for ext in ["cpio.zst", "cpio.xz", "cmdline", "release", "efi", "img", "qcow2"] {
             names.push(format!("{}.{ext}", f.stem()));

@@ -17,6 +17,7 @@
 //! `$CARGO_TARGET_DIR/lvsbox`, or `$LVSBOX_ARTEFACTS`); see [`Artefacts`].
 
 pub mod builder;
+pub mod bzimage;
 pub mod cpio;
 pub mod debian;
 pub mod elf;
@@ -148,6 +149,9 @@ pub struct Artefacts {
     pub dir: PathBuf,
     /// The kernel (`vmlinuz`), shared by both flavours.
     pub kernel: PathBuf,
+    /// The same kernel uncompressed (`vmlinux`, booted through its PVH entry),
+    /// when the build could extract it: see [`Artefacts::direct_kernel`].
+    pub vmlinux: Option<PathBuf>,
     pub production: Option<FlavourArtefacts>,
     pub debug: Option<FlavourArtefacts>,
 }
@@ -194,6 +198,7 @@ impl Artefacts {
         };
         let a = Artefacts {
             dir: dir.to_path_buf(),
+            vmlinux: Some(dir.join("vmlinux")).filter(|p| p.is_file()),
             kernel,
             production: flavour(Flavour::Production)?,
             debug: flavour(Flavour::Debug)?,
@@ -202,6 +207,19 @@ impl Artefacts {
             bail!("no flavour built in {} ({hint})", dir.display());
         }
         Ok(a)
+    }
+
+    /// The kernel for `-kernel` (direct boots in the lab): the uncompressed
+    /// `vmlinux` through its PVH entry when the build extracted it (the
+    /// bzImage's decompressor costs seconds under TCG, see [`bzimage`]),
+    /// else `vmlinuz`. `LVSBOX_DIRECT_KERNEL=bzimage` forces `vmlinuz` (to
+    /// measure the difference).
+    pub fn direct_kernel(&self) -> &Path {
+        let forced = std::env::var("LVSBOX_DIRECT_KERNEL").is_ok_and(|v| v == "bzimage");
+        match &self.vmlinux {
+            Some(v) if !forced => v,
+            _ => &self.kernel,
+        }
     }
 
     /// One flavour's artefacts, or an error saying how to build it.

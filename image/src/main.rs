@@ -250,7 +250,7 @@ fn run_guest(
     dry_run: bool,
 ) -> Result<()> {
     let mut q = if direct {
-        let mut q = QemuCmd::direct_flavour(&arts.kernel, a);
+        let mut q = QemuCmd::direct_flavour(arts.direct_kernel(), a);
         if let Some(text) = config {
             let disk = scratch.join("config.img");
             image::config_disk(text, &disk)?;

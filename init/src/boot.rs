@@ -97,6 +97,7 @@ fn write_sysctl(key: &str, value: &str) {
 
 /// Step 1 and 2: mounts, log, banner, cmdline, kernel knobs. Never fails.
 pub fn early(report: &mut BootReport) -> Cmdline {
+    crate::log::milestone("init");
     let mount_errors = mounts::mount_early();
     crate::log::open_kmsg();
     let raw = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
@@ -183,9 +184,11 @@ pub fn modules_and_config(cmd: &Cmdline, report: &mut BootReport) -> Config {
     let mut seen = std::collections::HashSet::new();
     let cold = coldplug(&mut loader, &mut seen);
     info!("coldplug loaded: {}", cold.join(" "));
+    crate::log::milestone("coldplug");
 
     let (cfg, creport) = read_config(cmd, &mut loader);
     report.config = Some(creport);
+    crate::log::milestone("config");
 
     // modules.load, with the config's module parameters.
     let entries = kmod::parse_load(&std::fs::read_to_string(root.join("modules.load")).unwrap_or_default());
@@ -229,6 +232,7 @@ pub fn modules_and_config(cmd: &Cmdline, report: &mut BootReport) -> Config {
         }
     );
     info!("modules loaded: {}", loader.loaded.join(" "));
+    crate::log::milestone("modules");
     report.modules_loaded = loader.loaded.clone();
     report.module_failures = loader.failures.clone();
     cfg
@@ -376,6 +380,7 @@ pub fn network(cfg: &Config, report: &mut BootReport) {
         }
     }
     report.network = Some(rep);
+    crate::log::milestone("network");
 }
 
 /// What to supervise for `cfg` and the command line.

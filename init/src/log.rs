@@ -168,6 +168,28 @@ pub fn log_nonblocking(level: Level, msg: &str) {
     let _ = std::io::stderr().write_all(format!("init: {msg}\n").as_bytes());
 }
 
+/// Boot milestones (name, ms since boot), in the order they happened.
+static MILESTONES: Mutex<Vec<(&'static str, u64)>> = Mutex::new(Vec::new());
+
+/// Records that boot reached `what` now (kept for the one-line summary
+/// [`milestones_line`] logs when lbd is ready).
+pub fn milestone(what: &'static str) {
+    if let Ok(mut m) = MILESTONES.lock() {
+        m.push((what, now_ms()));
+    }
+}
+
+/// `boot: init 4.34 s, modules 6.61 s, ...` for the milestones so far.
+pub fn milestones_line() -> String {
+    format_milestones(&MILESTONES.lock().map(|m| m.clone()).unwrap_or_default())
+}
+
+/// The summary line of [`milestones_line`] (pure).
+pub fn format_milestones(m: &[(&str, u64)]) -> String {
+    let parts: Vec<String> = m.iter().map(|(w, t)| format!("{w} {}.{:02} s", t / 1000, t % 1000 / 10)).collect();
+    format!("boot: {} (since kernel start)", parts.join(", "))
+}
+
 /// The ring's entries, oldest first.
 pub fn entries() -> Vec<LogEntry> {
     lock().ring.entries()
@@ -207,6 +229,14 @@ mod tests {
         assert!(m.ends_with('…'));
         r.push(0, Level::Error, "short");
         assert_eq!(r.entries()[1].msg, "short");
+    }
+
+    #[test]
+    fn milestone_line_format() {
+        assert_eq!(
+            format_milestones(&[("init", 4340), ("modules", 6005), ("lbd ready", 12_999)]),
+            "boot: init 4.34 s, modules 6.00 s, lbd ready 12.99 s (since kernel start)"
+        );
     }
 
     #[test]

@@ -233,6 +233,9 @@ impl<'a> Runtime<'a> {
             match spawn(&spec) {
                 Ok(s) => {
                     info!("started {} (pid {})", spec.name, s.pid);
+                    if spec.name == "lbd" && matches!(self.ready, Ready::Waiting { .. }) {
+                        crate::log::milestone("lbd started");
+                    }
                     self.table.started(i, s.pid, now);
                     if let Some(fd) = s.output {
                         self.outputs.push(Output { name: spec.name.clone(), fd, buf: Vec::new() });
@@ -288,6 +291,8 @@ impl<'a> Runtime<'a> {
                 let t = crate::log::now_ms();
                 console_line(paths::READY_LINE);
                 info!("{} ({} ms after boot)", paths::READY_LINE, t);
+                crate::log::milestone("lbd ready");
+                notice!("{}", crate::log::milestones_line());
                 self.report.lbd_ready_ms = Some(t);
                 self.ready = Ready::Done;
                 self.start_consoles();

@@ -170,8 +170,8 @@ impl Guest {
             }
         } else {
             let mut q = match &spec.initrd {
-                Some(initrd) => QemuCmd::direct(&arts.kernel, initrd, &fa.cmdline),
-                None => QemuCmd::direct_flavour(&arts.kernel, fa),
+                Some(initrd) => QemuCmd::direct(arts.direct_kernel(), initrd, &fa.cmdline),
+                None => QemuCmd::direct_flavour(arts.direct_kernel(), fa),
             };
             for a in &spec.append {
                 q = q.append(a)?;

@@ -1,10 +1,11 @@
-//! `lvsbox-bench [boot|ipvs|vrrp|checks|all] [--runs N] [--services N] [--reals N,N,..] [--window S] [--only lbd|keepalived]`:
+//! `lvsbox-bench [boot|ipvs|vrrp|checks|all] [--runs N] [--services N] [--reals N,N,..] [--window S] [--only lbd|keepalived|direct|uefi] [--keep-logs DIR]`:
 //! benchmarks in QEMU guests (TCG), printing lvsbox's figures next to the
 //! peer's from the same run where the peer can run in the same guests
 //! (ipvsadm; keepalived as the VRRP pair and as the checker), and the
 //! recorded keepalived figures otherwise (../shared/notes/peer-behaviour.md).
 //! Needs root and a built image (`cargo run --release -p image -- build`).
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -39,7 +40,33 @@ scheduler = "rr"
 address = "10.77.0.11"
 "#;
 
-fn boot_once(uefi: bool) -> Result<(f64, f64)> {
+/// One boot's figures: host seconds since QEMU started.
+struct BootRun {
+    banner: f64,
+    ready: f64,
+    /// init's milestones (`boot: init 4.34 s, ...` on the console when lbd is
+    /// ready), moved from the guest's clock to the host's: the offset is
+    /// `ready` minus the guest's `lbd ready`, and is itself reported as
+    /// "kernel start" (QEMU start to the kernel's clock zero: firmware,
+    /// loading the kernel and initramfs, the decompressor).
+    milestones: Vec<(String, f64)>,
+}
+
+/// Parses init's `boot: init 4.34 s, modules 6.00 s, ... (since kernel start)` line.
+fn parse_milestones(serial: &str) -> Vec<(String, f64)> {
+    let Some(line) = serial.lines().rev().find(|l| l.contains("init: boot: ")) else { return Vec::new() };
+    let body = line.split("init: boot: ").nth(1).unwrap_or("");
+    let body = body.split(" (since").next().unwrap_or(body);
+    body.split(", ")
+        .filter_map(|part| {
+            let part = part.trim().strip_suffix(" s")?;
+            let (name, t) = part.rsplit_once(' ')?;
+            Some((name.to_string(), t.parse().ok()?))
+        })
+        .collect()
+}
+
+fn boot_once(uefi: bool, keep: Option<&Path>, run: usize) -> Result<BootRun> {
     let mut lab = Lab::new()?;
     let tap = lab.add_tap()?;
     let spec = GuestSpec {
@@ -58,18 +85,42 @@ fn boot_once(uefi: bool) -> Result<(f64, f64)> {
     let mut g = Guest::boot(&lab, &spec)?;
     let banner = g.wait_for("lvsbox ", Duration::from_secs(180))?.as_secs_f64();
     let ready = g.wait_ready()?.as_secs_f64();
-    Ok((banner, ready))
+    // The summary line follows `lbd ready` at once; give the log a moment.
+    let _ = g.wait_for("init: boot: ", Duration::from_secs(5));
+    let serial = g.serial();
+    if let Some(dir) = keep {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join(format!("{}-{run}.log", spec.name)), &serial)?;
+    }
+    let guest = parse_milestones(&serial);
+    let offset = guest.iter().find(|(n, _)| n == "lbd ready").map(|(_, t)| ready - t);
+    let mut milestones = Vec::new();
+    if let Some(off) = offset {
+        milestones.push(("kernel start".to_string(), off));
+        milestones.extend(guest.into_iter().map(|(n, t)| (n, t + off)));
+    }
+    Ok(BootRun { banner, ready, milestones })
 }
 
-fn bench_boot(runs: usize) -> Result<()> {
+fn bench_boot(runs: usize, only: &str, keep: Option<&Path>) -> Result<()> {
     println!("== boot: QEMU start to `lbd ready` (production image, TCG, {runs} runs each)");
     for uefi in [false, true] {
-        let (mut banners, mut readies) = (Vec::new(), Vec::new());
-        for _ in 0..runs {
-            let (b, r) = boot_once(uefi)?;
-            banners.push(b);
-            readies.push(r);
+        if (only == "direct" && uefi) || (only == "uefi" && !uefi) {
+            continue;
         }
+        let mut all = Vec::new();
+        for run in 0..runs {
+            let r = boot_once(uefi, keep, run)?;
+            eprintln!(
+                "  run {run}: banner {:.2} s, lbd ready {:.2} s; {}",
+                r.banner,
+                r.ready,
+                r.milestones.iter().map(|(n, t)| format!("{n} {t:.2}")).collect::<Vec<_>>().join(", ")
+            );
+            all.push(r);
+        }
+        let banners: Vec<f64> = all.iter().map(|r| r.banner).collect();
+        let readies: Vec<f64> = all.iter().map(|r| r.ready).collect();
         let name = if uefi { "UEFI disk under OVMF" } else { "direct kernel boot" };
         println!(
             "{name:22} banner (init running) median {:.2} s [{}]; lbd ready median {:.2} s [{}]",
@@ -78,6 +129,20 @@ fn bench_boot(runs: usize) -> Result<()> {
             median(&mut readies.clone()),
             fmt_runs(&readies)
         );
+        // Medians of each milestone over the runs that printed them.
+        let names: Vec<String> =
+            all.first().map(|r| r.milestones.iter().map(|(n, _)| n.clone()).collect()).unwrap_or_default();
+        let parts: Vec<String> = names
+            .iter()
+            .map(|n| {
+                let mut v: Vec<f64> =
+                    all.iter().filter_map(|r| r.milestones.iter().find(|(m, _)| m == n).map(|(_, t)| *t)).collect();
+                format!("{n} {:.2}", median(&mut v))
+            })
+            .collect();
+        if !parts.is_empty() {
+            println!("{:22} breakdown (medians, s since QEMU start): {}", "", parts.join(", "));
+        }
     }
     println!(
         "peer (recorded in ../shared/notes/peer-behaviour.md, same kind of machine): Debian + keepalived \
@@ -675,9 +740,12 @@ fn main() -> Result<()> {
     let opt = |name: &str, d: usize| -> usize {
         args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(d)
     };
+    let sopt = |name: &str| -> Option<&str> {
+        args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map(String::as_str)
+    };
     let what = args.first().map(String::as_str).unwrap_or("all");
     match what {
-        "boot" => bench_boot(opt("--runs", 5)),
+        "boot" => bench_boot(opt("--runs", 5), sopt("--only").unwrap_or("both"), sopt("--keep-logs").map(Path::new)),
         "ipvs" => bench_ipvs(opt("--runs", 3), opt("--services", 10_000)),
         "checks" => {
             let sizes: Vec<usize> = args
@@ -686,18 +754,35 @@ fn main() -> Result<()> {
                 .and_then(|i| args.get(i + 1))
                 .map(|v| v.split(',').filter_map(|x| x.parse().ok()).collect())
                 .unwrap_or_else(|| vec![500, 1000, 2000]);
-            let who =
-                args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).map_or("both", |s| s.as_str());
+            let who = sopt("--only").unwrap_or("both");
             bench_checks(opt("--runs", 3), &sizes, opt("--window", 20) as u64, who)
         }
         "vrrp" => bench_vrrp(opt("--runs", 5)),
         "all" => {
-            bench_boot(opt("--runs", 5))?;
+            bench_boot(opt("--runs", 5), "both", None)?;
             bench_ipvs(opt("--runs", 3), opt("--services", 10_000))?;
             bench_vrrp(opt("--runs", 5))
         }
         _ => bail!(
-            "usage: lvsbox-bench [boot|ipvs|vrrp|checks|all] [--runs N] [--services N] [--reals N,N] [--window S] [--only lbd|keepalived]"
+            "usage: lvsbox-bench [boot|ipvs|vrrp|checks|all] [--runs N] [--services N] [--reals N,N] [--window S] [--only lbd|keepalived|direct|uefi] [--keep-logs DIR]"
         ),
+    }
+}
+
+#[cfg(test)]
+mod milestone_tests {
+    use super::*;
+
+    #[test]
+    fn milestones_from_the_serial_log() {
+        let log = "lvsbox 0.1.0\n[    4.651933] init: config partition /dev/vda1 mounted on /cfg\nlbd ready\n\
+                   [    9.612345] init: boot: init 4.34 s, modules 6.61 s, lbd ready 9.60 s (since kernel start)\n";
+        assert_eq!(
+            parse_milestones(log),
+            [("init".to_string(), 4.34), ("modules".to_string(), 6.61), ("lbd ready".to_string(), 9.6)]
+        );
+        let two_words = "[ 1.0] init: boot: init 0.50 s, lbd started 1.00 s (since kernel start)";
+        assert_eq!(parse_milestones(two_words)[1], ("lbd started".to_string(), 1.0));
+        assert!(parse_milestones("lvsbox 0.1.0\nlbd ready\n").is_empty());
     }
 }
