@@ -113,7 +113,8 @@ impl Kernel for Null {
 /// The bench's config (`lvsbox-bench ipvs`): `n` services × 4 DR reals,
 /// `w` the first real's weight.
 fn config(n: usize, w: u32) -> String {
-    let mut s = String::from("[[interfaces]]\nname = \"eth0\"\naddresses = [\"10.77.0.2/16\"]\n[ipvs]\ndrain_timeout = 0\n");
+    let mut s =
+        String::from("[[interfaces]]\nname = \"eth0\"\naddresses = [\"10.77.0.2/16\"]\n[ipvs]\ndrain_timeout = 0\n");
     for i in 0..n {
         let (a, b) = (i / 250, i % 250 + 1);
         s.push_str(&format!("\n[[services]]\naddress = \"172.16.{a}.{b}:80\"\nscheduler = \"wrr\"\n"));
@@ -163,8 +164,8 @@ fn heap_after_applying_many_services_stays_small_and_does_not_grow() {
         assert!(r.ok, "{:?}", r.error);
         drop(r);
         let one = take(base);
-        let r = call(Command::SetWeight { service: "tcp 172.16.0.1:80".into(), real: "10.77.1.1".into(), weight: 7 })
-            .await;
+        let r =
+            call(Command::SetWeight { service: "tcp 172.16.0.1:80".into(), real: "10.77.1.1".into(), weight: 7 }).await;
         assert!(r.ok, "{:?}", r.error);
         drop(r);
         let r = call(Command::Apply { text: second.clone(), confirm_within: None }).await;

@@ -170,5 +170,9 @@ fn config_entries_stay_compact() {
     use std::mem::size_of;
     assert!(size_of::<crate::config::Real>() <= 64, "Real is {} bytes", size_of::<crate::config::Real>());
     assert!(size_of::<crate::config::Service>() <= 256, "Service is {} bytes", size_of::<crate::config::Service>());
-    assert!(size_of::<crate::reconcile::ViewDest>() <= 48, "ViewDest is {} bytes", size_of::<crate::reconcile::ViewDest>());
+    assert!(
+        size_of::<crate::reconcile::ViewDest>() <= 48,
+        "ViewDest is {} bytes",
+        size_of::<crate::reconcile::ViewDest>()
+    );
 }

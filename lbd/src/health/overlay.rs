@@ -153,9 +153,7 @@ impl Overlay {
             desired.iter().map(|d| d.dests.first().map(|x| (d.svc.key, x.addr, x.port))).collect();
         // The quorum states of the previous overlay, by service identity.
         let before: HashMap<QuorumId, bool> = keep
-            .map(|k| {
-                k.quorum_ids.iter().zip(&k.quorum).filter_map(|(id, q)| Some(((*id)?, (*q)?))).collect()
-            })
+            .map(|k| k.quorum_ids.iter().zip(&k.quorum).filter_map(|(id, q)| Some(((*id)?, (*q)?))).collect())
             .unwrap_or_default();
         let mut health = HashMap::with_capacity(subs.len());
         for (c, who) in &subs {
