@@ -632,7 +632,12 @@ impl Daemon {
         if !caps.is_empty() {
             return Err((format!("config has {} error(s); nothing applied", caps.len()), json!({ "errors": caps })));
         }
-        let previous = self.effective_text().map(|(t, _)| t).unwrap_or_default();
+        // The text to roll back to, only when a rollback can happen (a copy
+        // of a 10,000-service file is 2.7 MB).
+        let mut previous = match confirm_within {
+            Some(_) => self.effective_text().map(|(t, _)| t).unwrap_or_default(),
+            None => String::new(),
+        };
         if let Some(secs) = confirm_within {
             let p = Pending { deadline: now_s() + secs, previous: previous.clone() };
             self.store.set_pending(&p).map_err(|e| (format!("cannot record the pending confirm: {e}"), Value::Null))?;
@@ -657,8 +662,9 @@ impl Daemon {
             s.journal = 0;
             s.cfg_state = CfgState::Ok;
             s.pending_gen += 1;
-            s.pending = confirm_within
-                .map(|secs| (s.pending_gen, Pending { deadline: now_s() + secs, previous: previous.clone() }));
+            s.pending = confirm_within.map(|secs| {
+                (s.pending_gen, Pending { deadline: now_s() + secs, previous: std::mem::take(&mut previous) })
+            });
             if confirm_within.is_none() {
                 let _ = self.store.clear_pending();
             }
@@ -786,13 +792,15 @@ impl Daemon {
     fn effective_text(&self) -> Result<(String, config::Spans), String> {
         let base = self.store.read().map_err(|e| e.to_string())?.unwrap_or_default();
         let edits = self.store.edits();
+        if edits.is_empty() {
+            return Ok((base, self.lock().spans.clone()));
+        }
+        // Edits are applied to a copy of the model (a few MiB at 10,000
+        // services): only when there are some.
         let (spans, mut cfg) = {
             let s = self.lock();
             (s.spans.clone(), s.cfg.clone())
         };
-        if edits.is_empty() {
-            return Ok((base, spans));
-        }
         let (text, spans, warnings) = config::edit::apply_edits(&base, &spans, &mut cfg, &edits);
         for w in warnings {
             warn!("{w}");

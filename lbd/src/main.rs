@@ -366,12 +366,22 @@ fn run(args: &[String]) -> ExitCode {
 /// glibc gives each thread its own malloc arena; lbd's threads (control,
 /// kernel reader, VRRP, runtime) would each keep the high-water mark of what
 /// they once allocated. Two arenas keep a 10,000-service box's memory small.
+///
+/// The thresholds are fixed at glibc's initial values because glibc raises
+/// them as large blocks are freed (up to 32 MiB mmap, 64 MiB trim): after the
+/// TOML parser's multi-MiB buffers, big blocks came from the arenas and the
+/// free top of the second arena stayed resident, and `malloc_trim` trims
+/// only the main arena's top (it just madvises free chunks inside the others).
+/// Fixed thresholds keep blocks of 128 KiB and more in their own mappings,
+/// unmapped when freed, and let `free` shrink every arena's top.
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[allow(unsafe_code)]
-    // SAFETY: mallopt only sets an allocator tunable; called before any
+    // SAFETY: mallopt only sets allocator tunables; called before any
     // thread is started.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 * 1024);
     }
 }

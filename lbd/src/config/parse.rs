@@ -401,7 +401,7 @@ fn read_service(cx: &mut Cx<'_>, mut t: Tbl<'_, '_>) -> Option<Service> {
         hysteresis: t.opt(cx, "hysteresis"),
         sorry_server: t.sub(cx, "sorry_server", crate::health::config::read_sorry).flatten(),
         inhibit_on_failure: t.or(cx, "inhibit_on_failure", false),
-        check: t.sub(cx, "check", crate::health::config::read_check), // health checks (lbd/src/health/config.rs)
+        check: t.sub(cx, "check", crate::health::config::read_check).map(Box::new), // health checks (lbd/src/health/config.rs)
         reals: t.list(cx, "reals", read_real),
         // The fwmark feature reads its own keys (lbd/src/fwmark/config.rs).
         fwmark_rules: t.list(cx, "fwmark_rules", crate::fwmark::config::read_rule),
@@ -430,7 +430,7 @@ fn read_real(cx: &mut Cx<'_>, mut t: Tbl<'_, '_>) -> Option<Real> {
         lower_threshold: t.or(cx, "lower_threshold", 0),
         tunnel,
         inhibit_on_failure: t.opt(cx, "inhibit_on_failure"),
-        check: t.sub(cx, "check", crate::health::config::read_check),
+        check: t.sub(cx, "check", crate::health::config::read_check).map(Box::new),
     };
     t.finish(cx);
     Some(r)

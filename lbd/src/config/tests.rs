@@ -161,3 +161,18 @@ tunnel = { type = "gre" }
     // An IPv6 real behind an IPv4 service is fine with TUN.
     assert!(!text.contains("reals[2]"), "{text}");
 }
+
+/// The config is kept whole for the daemon's life: what every service and
+/// real costs inline. A big optional part (a check spec is over 300 bytes)
+/// goes behind a `Box`.
+#[test]
+fn config_entries_stay_compact() {
+    use std::mem::size_of;
+    assert!(size_of::<crate::config::Real>() <= 64, "Real is {} bytes", size_of::<crate::config::Real>());
+    assert!(size_of::<crate::config::Service>() <= 256, "Service is {} bytes", size_of::<crate::config::Service>());
+    assert!(
+        size_of::<crate::reconcile::ViewDest>() <= 48,
+        "ViewDest is {} bytes",
+        size_of::<crate::reconcile::ViewDest>()
+    );
+}

@@ -487,7 +487,9 @@ impl fmt::Display for Check {
 /// How each real of each service is checked.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Resolved {
-    /// `checks[service][real]`: `None` = not checked (always up).
+    /// `checks[service][real]`: `None` = not checked (always up). Empty for
+    /// a service none of whose reals has a check (no slot per real kept for
+    /// the usual unchecked service).
     pub checks: Vec<Vec<Option<Check>>>,
 }
 
@@ -511,8 +513,8 @@ pub fn effective(s: &Service, j: usize) -> Option<CheckSpec> {
     let r = &s.reals[j];
     let spec = match (&r.check, &s.check) {
         (Some(rc), Some(sc)) => rc.over(sc),
-        (Some(rc), None) => rc.clone(),
-        (None, Some(sc)) => sc.clone(),
+        (Some(rc), None) => (**rc).clone(),
+        (None, Some(sc)) => (**sc).clone(),
         (None, None) => return None,
     };
     (spec.kind != Some(CheckType::None)).then_some(spec)
@@ -526,6 +528,9 @@ pub fn resolve(cfg: &Config) -> Resolved {
         .services
         .iter()
         .map(|s| {
+            if s.check.is_none() && s.reals.iter().all(|r| r.check.is_none()) {
+                return Vec::new();
+            }
             (0..s.reals.len())
                 .map(|j| {
                     let spec = effective(s, j)?;

@@ -41,10 +41,20 @@ pub type RealId = (String, String);
 
 /// The identity of real `j` of `s`.
 pub fn real_id(s: &config::Service, j: usize) -> RealId {
-    let d = reconcile::desired_service(&config::Service { reals: vec![s.reals[j].clone()], ..s.clone() });
-    let x = &d.dests[0];
-    (d.svc.key.to_string(), endpoint(x.addr, x.port))
+    real_ids(s).swap_remove(j)
 }
+
+/// The identities of every real of `s`, in order (the kernel form of each
+/// real does not depend on the others).
+pub fn real_ids(s: &config::Service) -> Vec<RealId> {
+    let d = reconcile::desired_service(s);
+    let key = d.svc.key.to_string();
+    d.dests.iter().map(|x| (key.clone(), endpoint(x.addr, x.port))).collect()
+}
+
+/// What identifies a service across applies for its quorum state: its key
+/// and first real (as the kernel has them).
+type QuorumId = (ServiceKey, IpAddr, u16);
 
 fn endpoint(a: IpAddr, p: u16) -> String {
     match a {
@@ -68,14 +78,22 @@ pub fn quorum_step(prev: Option<bool>, alive: u64, quorum: u32, hysteresis: u32,
 }
 
 /// The health overlay of a config.
+///
+/// Kept for the daemon's life next to the config, so nothing here is per
+/// real unless a real is checked or overridden: a config of 10,000 services
+/// without checks costs a few hundred KiB (the quorum state), not a check
+/// slot and two identity strings per real.
 #[derive(Clone, Debug, Default)]
 pub struct Overlay {
     resolved: Resolved,
     subs: HashMap<Check, Vec<(usize, usize)>>,
     health: HashMap<Check, Health>,
     quorum: Vec<Option<bool>>,
+    /// Per service, the identity its quorum state is carried over by.
+    quorum_ids: Vec<Option<QuorumId>>,
     overrides: BTreeMap<RealId, Override>,
-    ids: Vec<Vec<RealId>>,
+    /// `overrides` by position in the config: `(service, real)`.
+    overridden: HashMap<(usize, usize), Override>,
 }
 
 /// A real as `checks` shows it.
@@ -115,9 +133,15 @@ impl Overlay {
         };
         let resolved = resolve(cfg);
         let mut subs: HashMap<Check, Vec<(usize, usize)>> = HashMap::new();
-        let mut ids = Vec::with_capacity(cfg.services.len());
+        let mut overridden = HashMap::new();
         for (i, s) in cfg.services.iter().enumerate() {
-            ids.push((0..s.reals.len()).map(|j| real_id(s, j)).collect());
+            if !overrides.is_empty() {
+                for (j, id) in real_ids(s).iter().enumerate() {
+                    if let Some(o) = overrides.get(id) {
+                        overridden.insert((i, j), *o);
+                    }
+                }
+            }
             for (j, c) in resolved.checks[i].iter().enumerate() {
                 if let Some(c) = c {
                     subs.entry(c.clone()).or_default().push((i, j));
@@ -125,6 +149,12 @@ impl Overlay {
             }
         }
         let desired = reconcile::desired(cfg);
+        let quorum_ids: Vec<Option<QuorumId>> =
+            desired.iter().map(|d| d.dests.first().map(|x| (d.svc.key, x.addr, x.port))).collect();
+        // The quorum states of the previous overlay, by service identity.
+        let before: HashMap<QuorumId, bool> = keep
+            .map(|k| k.quorum_ids.iter().zip(&k.quorum).filter_map(|(id, q)| Some(((*id)?, (*q)?))).collect())
+            .unwrap_or_default();
         let mut health = HashMap::with_capacity(subs.len());
         for (c, who) in &subs {
             let h = keep.and_then(|k| k.health.get(c).copied()).unwrap_or_else(|| {
@@ -136,12 +166,17 @@ impl Overlay {
             });
             health.insert(c.clone(), h);
         }
-        let mut o = Overlay { resolved, subs, health, quorum: vec![None; cfg.services.len()], overrides, ids };
+        let mut o = Overlay {
+            resolved,
+            subs,
+            health,
+            quorum: vec![None; cfg.services.len()],
+            quorum_ids,
+            overrides,
+            overridden,
+        };
         for (i, s) in cfg.services.iter().enumerate() {
-            let prev = keep.and_then(|k| {
-                let id = o.ids[i].first()?;
-                k.ids.iter().position(|v| v.first() == Some(id)).and_then(|x| k.quorum.get(x).copied().flatten())
-            });
+            let prev = o.quorum_ids[i].and_then(|id| before.get(&id).copied());
             let sorry_on = s.sorry_server.as_ref().is_some_and(|so| {
                 let d = sorry_dest(s, so);
                 present(&desired[i].svc.key, d.addr, d.port).is_some()
@@ -183,7 +218,7 @@ impl Overlay {
         let mut alive = 0u64;
         let mut settled = true;
         for (j, r) in s.reals.iter().enumerate() {
-            if self.overrides.contains_key(&self.ids[i][j]) {
+            if self.overridden.contains_key(&(i, j)) {
                 continue;
             }
             match self.health_of(i, j) {
@@ -233,11 +268,17 @@ impl Overlay {
 
     /// Sets or clears an override of real `j` of service `i`.
     pub fn set_override(&mut self, cfg: &Config, i: usize, j: usize, o: Option<Override>) -> Vec<String> {
-        let id = self.ids[i][j].clone();
+        let id = real_id(&cfg.services[i], j);
         match o {
-            Some(o) => self.overrides.insert(id, o),
-            None => self.overrides.remove(&id),
-        };
+            Some(o) => {
+                self.overrides.insert(id, o);
+                self.overridden.insert((i, j), o);
+            }
+            None => {
+                self.overrides.remove(&id);
+                self.overridden.remove(&(i, j));
+            }
+        }
         self.eval_quorum(cfg, i).into_iter().collect()
     }
 
@@ -249,7 +290,7 @@ impl Overlay {
         if self.quorum(i) == Some(false) && s.sorry_server.is_some() {
             return inhibit.then_some(0);
         }
-        match self.overrides.get(&self.ids[i][j]) {
+        match self.overridden.get(&(i, j)) {
             Some(Override::Disable) => return None,
             Some(Override::Drain) => return Some(0),
             None => {}
@@ -330,14 +371,14 @@ impl Overlay {
     pub fn reals(&self, cfg: &Config) -> Vec<RealView> {
         let mut out = Vec::new();
         for (i, s) in cfg.services.iter().enumerate() {
-            for j in 0..s.reals.len() {
+            for (j, id) in real_ids(s).into_iter().enumerate() {
                 out.push(RealView {
                     service: i,
                     real: j,
-                    id: self.ids[i][j].clone(),
+                    id,
                     check: self.check_of(i, j).map(|c| c.to_string()),
                     health: self.health_of(i, j),
-                    override_: self.overrides.get(&self.ids[i][j]).copied(),
+                    override_: self.overridden.get(&(i, j)).copied(),
                     weight: self.weight_of(cfg, i, j),
                 });
             }

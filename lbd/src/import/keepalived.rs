@@ -1093,7 +1093,7 @@ impl Conv {
                 {
                     spec.connect_port = Some(port);
                 }
-                r.check = Some(spec);
+                r.check = Some(Box::new(spec));
             }
             // The same check on every real server: once, on the service.
             if let Some(first) = s.reals.first().and_then(|r| r.check.clone())

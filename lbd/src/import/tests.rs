@@ -79,8 +79,8 @@ fn seed002_imports_without_error_and_reports_only_what_has_no_equivalent() {
         ..CheckSpec::default()
     };
     // The FTP reals lose their port (as keepalived programs them), the check keeps it.
-    assert_eq!(ftp.check, Some(CheckSpec { connect_port: Some(9814), ..tcp.clone() }));
-    assert_eq!(rest.check, Some(tcp));
+    assert_eq!(ftp.check.as_deref(), Some(&CheckSpec { connect_port: Some(9814), ..tcp.clone() }));
+    assert_eq!(rest.check.as_deref(), Some(&tcp));
     assert!(cfg.services.iter().flat_map(|s| &s.reals).all(|r| r.check.is_none()));
     let resolved = crate::health::config::resolve(&cfg);
     let targets: Vec<String> =
@@ -432,7 +432,7 @@ virtual_server fwmark 5 {
     assert!(web.check.is_none(), "different checks stay on the reals");
     let http = web.reals[0].check.clone().unwrap();
     assert_eq!(
-        http,
+        *http,
         CheckSpec {
             kind: Some(CheckType::Http),
             delay_loop: Some(10.0),

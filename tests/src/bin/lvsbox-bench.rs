@@ -229,14 +229,23 @@ fn bench_ipvs(runs: usize, n: usize) -> Result<()> {
     println!("== IPVS: {n} services x 4 DR reals, each run on a freshly booted debug guest (TCG, {runs} runs)");
     let (mut lbd, mut adm, mut weight, mut full, mut rss, mut verify, mut ping, mut rss_end, mut server_ms) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let read_rss = |g: &mut Guest| -> Result<f64> {
+    let read_kb = |g: &mut Guest, field: &str| -> Result<f64> {
         let kb: f64 = g
-            .sh_ok("grep VmRSS /proc/$(pidof lbd)/status")?
+            .sh_ok(&format!("grep {field} /proc/$(pidof lbd)/status"))?
             .split_whitespace()
             .nth(1)
             .and_then(|x| x.parse().ok())
             .context("VmRSS")?;
         Ok(kb / 1024.0)
+    };
+    let read_rss = |g: &mut Guest| read_kb(g, "VmRSS");
+    let (mut hwm, mut hwm_end) = (Vec::new(), Vec::new());
+    // Peak RSS, the heap mappings and what else is resident: where the memory is.
+    let memory_map = |g: &mut Guest, when: &str| -> Result<()> {
+        let hwm = g.sh_ok("grep -E 'VmHWM|VmRSS|RssAnon|RssFile|Threads' /proc/$(pidof lbd)/status | tr -s ' \\t' ' ' | tr '\\n' ' '; echo")?;
+        let map = g.sh_ok("awk '/^[0-9a-f]+-/{n=$6; if(n==\"\") n=\"[anon]\"} /^Rss:/{if($2>256) print $2\" kB \"n}' /proc/$(pidof lbd)/smaps | sort -rn | head -6")?;
+        eprintln!("lbd memory {when}: {hwm}\n{map}");
+        Ok(())
     };
     for run in 0..runs {
         // lbd: apply the config from empty.
@@ -250,10 +259,8 @@ fn bench_ipvs(runs: usize, n: usize) -> Result<()> {
         // Steady state at n services: after a few verify passes.
         std::thread::sleep(Duration::from_secs(8));
         rss.push(read_rss(&mut g)?);
-        eprintln!(
-            "lbd memory map after the apply:\n{}",
-            g.sh_ok("awk '/^[0-9a-f]+-/{n=$6; if(n==\"\") n=\"[anon]\"} /^Rss:/{if($2>256) print $2\" kB \"n}' /proc/$(pidof lbd)/smaps | sort -rn | head -6")?
-        );
+        hwm.push(read_kb(&mut g, "VmHWM")?);
+        memory_map(&mut g, "after the first apply")?;
         // The client's own cost (exec of `lbd ctl` under TCG + one round trip).
         ping.push(timed(&mut g, "lbd ctl ping")?);
         // One weight change, through the edit command (persisted, then applied).
@@ -271,6 +278,8 @@ fn bench_ipvs(runs: usize, n: usize) -> Result<()> {
         // Let a verify pass run, then read lbd's RSS and the pass duration.
         std::thread::sleep(Duration::from_secs(6));
         rss_end.push(read_rss(&mut g)?);
+        hwm_end.push(read_kb(&mut g, "VmHWM")?);
+        memory_map(&mut g, "after the second apply")?;
         let st: serde_json::Value = serde_json::from_str(&g.sh_ok("lbd ctl status")?)?;
         verify.push(st["reconcile"]["last"]["report"]["duration_ms"].as_f64().unwrap_or(f64::NAN) / 1000.0);
         drop(g);
@@ -318,6 +327,13 @@ fn bench_ipvs(runs: usize, n: usize) -> Result<()> {
         "                     after a weight edit and a second whole-config apply: median {:.1} MiB [{}]",
         median(&mut rss_end.clone()),
         fmt_runs(&rss_end)
+    );
+    println!(
+        "                     peak (VmHWM) after the first apply median {:.1} MiB [{}], after the second {:.1} MiB [{}]",
+        median(&mut hwm.clone()),
+        fmt_runs(&hwm),
+        median(&mut hwm_end.clone()),
+        fmt_runs(&hwm_end)
     );
     println!(
         "verify pass          median {:.2} s [{}] (service list + a 1,000-service window of real lists)",
