@@ -187,7 +187,8 @@ fn imported_keepalived_conf_programs_the_table_keepalived_programs() -> Result<(
 
 /// Seed 002's keepalived.conf as the operator wrote it, with its real servers
 /// answering its TCP checks (their addresses on the guest's loopback, a
-/// listener on each port), so keepalived keeps them all in, and so do lbd's
+/// forking listener on each port: lbd checks both addresses of a port at
+/// the same instant), so keepalived keeps them all in, and so do lbd's
 /// checks imported from its `TCP_CHECK`s (a real enters lbd's table only
 /// after its first good check).
 #[test]
@@ -200,6 +201,6 @@ fn seed002_imports_to_the_table_keepalived_programs() -> Result<()> {
         "seed 002's TCP_CHECKs import as checks"
     );
     let setup = "ip addr add 192.168.100.34/32 dev lo && ip addr add 192.168.100.35/32 dev lo && \
-                 for p in 9814 9826; do (while true; do nc -l -p $p < /dev/null > /dev/null 2>&1; done &) ; done";
+                 for p in 9814 9826; do nc -ll -p $p -e /bin/true < /dev/null > /dev/null 2>&1 & done";
     conformance("seed002", conf, setup, 2, Duration::from_secs(30))
 }
