@@ -228,27 +228,8 @@ pub struct CheckReal {
     pub status: Option<CheckStatus>,
 }
 
-/// `checks.reals[].status`.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-#[serde(default)]
-pub struct CheckStatus {
-    /// Unix time of the last change of verdict (0: none yet).
-    pub since: u64,
-    /// Whether the last attempt passed (`None`: none yet).
-    pub last_ok: Option<bool>,
-    /// Why it passed or failed (`connection refused`, `status 503`).
-    pub last_reason: String,
-    /// How long it took, ms.
-    pub last_latency_ms: f64,
-    /// Unix time of the last attempt.
-    pub last_at: u64,
-    /// Verdict changes since the check started.
-    pub transitions: u64,
-    /// Attempts.
-    pub attempts: u64,
-    /// Failed attempts.
-    pub failures: u64,
-}
+/// `checks.reals[].status`: lbd's own type, read back.
+pub use lbd::health::engine::Status as CheckStatus;
 
 impl CheckReal {
     /// `UP`, `DOWN`, `?` (not judged yet), `-` (not checked).

@@ -47,8 +47,9 @@ pub struct Transition {
 /// Receives the transitions.
 pub type Hook = Arc<dyn Fn(Transition) + Send + Sync>;
 
-/// What `checks` shows of one check.
-#[derive(Clone, Debug, Serialize)]
+/// What `checks` shows of one check (the console reads it back).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Status {
     /// Current verdict.
     pub health: Health,

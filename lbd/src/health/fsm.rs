@@ -26,10 +26,11 @@ use std::time::Duration;
 use super::config::Timing;
 
 /// What the checks say about a real.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Health {
     /// Not checked yet: out of service (unless adopted from the kernel).
+    #[default]
     Unknown,
     /// Healthy.
     Up,
