@@ -140,7 +140,7 @@ impl Target {
             Target::Keepalived => lbd::import::fuzz::keepalived(&text()),
             Target::Ipvsadm => lbd::import::fuzz::ipvsadm(&text()),
             Target::Config => lbd::import::fuzz::config(&text()),
-            Target::Vrrp => vrrp(data),
+            Target::Vrrp => lbd::import::fuzz::vrrp(data),
         }
     }
     /// A new input from `base`: text targets through lbd's text mutator,
@@ -164,27 +164,6 @@ impl Target {
             }
         }
         b
-    }
-}
-
-/// The old cargo-fuzz target `vrrp_decode` (libfuzzer/fuzz_targets/): any
-/// bytes, as a VRRP message or an IPv4 packet carrying one; the decoder must
-/// not panic, and what it accepts must encode back to the same message.
-fn vrrp(data: &[u8]) {
-    use lbd::vrrp::packet::{self, ChecksumMode, Version};
-    use std::net::IpAddr;
-    let src: IpAddr = "fe80::1".parse().expect("an address");
-    let dst: IpAddr = packet::MCAST_V6.into();
-    let hop = data.first().copied().unwrap_or(255) | 0xfe; // 254 or 255
-    for r in [packet::decode_ipv4(data), packet::decode(data, src, dst, hop)].into_iter().flatten() {
-        let mode = if r.pseudo_header { ChecksumMode::PseudoHeader } else { ChecksumMode::MessageOnly };
-        let mut out = packet::Buf::new();
-        packet::encode(&r.advert, r.src, r.dst, mode, &mut out).expect("an accepted advert re-encodes");
-        let again = packet::decode(&out, r.src, r.dst, 255).expect("our own encoding decodes");
-        assert_eq!(again.advert, r.advert);
-        if r.advert.version == Version::V2 {
-            assert_eq!(out.len(), 16 + 4 * r.advert.addrs.len());
-        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! What the fuzzers check, shared by the mutation test in the normal test
 //! suite (`import::tests`) and the coverage-guided fuzzer in `lbd/fuzz`:
-//! the mutator, and one entry point per parser that panics (through an
+//! the mutator, and one entry point per parser (and the VRRP decoder) that panics (through an
 //! assertion) when an invariant breaks. Any other panic is a bug as well.
 //!
 //! Invariants: no input panics; an import with no error has TOML, and that
@@ -158,5 +158,25 @@ pub fn config(text: &str) {
         && let Err(e) = crate::config::parse(&cfg.to_toml(), "again.toml")
     {
         panic!("config: accepted, but its serialization is refused: {e:?}\n{}", cfg.to_toml());
+    }
+}
+
+/// Any bytes, as a VRRP message or an IPv4 packet carrying one: the decoder
+/// must not panic, and what it accepts must encode back to the same message.
+pub fn vrrp(data: &[u8]) {
+    use crate::vrrp::packet::{self, ChecksumMode, Version};
+    use std::net::IpAddr;
+    let src: IpAddr = "fe80::1".parse().expect("an address");
+    let dst: IpAddr = packet::MCAST_V6.into();
+    let hop = data.first().copied().unwrap_or(255) | 0xfe; // 254 or 255
+    for r in [packet::decode_ipv4(data), packet::decode(data, src, dst, hop)].into_iter().flatten() {
+        let mode = if r.pseudo_header { ChecksumMode::PseudoHeader } else { ChecksumMode::MessageOnly };
+        let mut out = packet::Buf::new();
+        packet::encode(&r.advert, r.src, r.dst, mode, &mut out).expect("an accepted advert re-encodes");
+        let again = packet::decode(&out, r.src, r.dst, 255).expect("our own encoding decodes");
+        assert_eq!(again.advert, r.advert);
+        if r.advert.version == Version::V2 {
+            assert_eq!(out.len(), 16 + 4 * r.advert.addrs.len());
+        }
     }
 }
