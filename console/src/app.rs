@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use lbd::config::{Config, ConfigError};
-use lbd::ctl::proto::{Command, Response};
+use lbd::ctl::proto::{Command, ImportFormat, Response};
 use serde_json::Value;
 
 use crate::diff::{self, Line};
@@ -142,7 +142,7 @@ pub enum SysView {
     History,
     /// One kept version's text.
     Version,
-    /// Pasting a keepalived.conf, then lbd's import report.
+    /// Pasting a keepalived.conf or ipvsadm rules, then lbd's import report.
     Import,
 }
 
@@ -152,7 +152,7 @@ pub const SYS_MENU: [(char, &str); 8] = [
     ('p', "Set console password"),
     ('c', "Show config (TOML)"),
     ('v', "Config history"),
-    ('i', "Import keepalived.conf"),
+    ('i', "Import keepalived/ipvsadm"),
     ('b', "Reboot"),
     ('o', "Power off"),
     ('R', "Reset to factory defaults"),
@@ -161,7 +161,8 @@ pub const SYS_MENU: [(char, &str); 8] = [
 /// Largest paste the import screen takes (what lbd's `import` accepts).
 pub const MAX_PASTE: usize = lbd::ctl::proto::MAX_IMPORT_TEXT;
 
-/// A keepalived.conf being pasted on the System screen, and what lbd made of it.
+/// A keepalived.conf or ipvsadm rules being pasted on the System screen, and
+/// what lbd made of it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Paste {
     /// The text so far (newlines and tabs kept).
@@ -172,11 +173,22 @@ pub struct Paste {
     last_cr: bool,
     /// Sent to lbd, no answer yet.
     pub converting: bool,
+    /// What the paste was read as (told from the text when it is sent).
+    pub format: Option<ImportFormat>,
     /// lbd's answer.
     pub result: Option<ImportResult>,
 }
 
 impl Paste {
+    /// What the paste is, in words: `keepalived.conf`, `ipvsadm rules`.
+    pub fn what(&self) -> &'static str {
+        match self.format {
+            Some(ImportFormat::Ipvsadm) => "ipvsadm rules",
+            Some(ImportFormat::Keepalived) => "keepalived.conf",
+            None => "keepalived.conf or ipvsadm rules",
+        }
+    }
+
     /// Lines received so far.
     pub fn lines(&self) -> usize {
         self.text.lines().count()
@@ -529,7 +541,7 @@ pub struct App {
     pub apply: ApplyState,
     /// Last apply outcome (confirmed, rolled back), kept until the next apply.
     pub outcome: Option<(String, bool)>,
-    /// The keepalived.conf paste of the System screen.
+    /// The keepalived.conf or ipvsadm paste of the System screen.
     pub paste: Option<Paste>,
     /// Weights before a drain, to restore on enable (this session only).
     pub saved_weights: HashMap<(usize, String), u32>,
@@ -2012,12 +2024,14 @@ impl App {
                         true,
                     );
                 } else if p.text.trim().is_empty() {
-                    self.say("Nothing pasted yet: paste the keepalived.conf, then Ctrl-D.", true);
+                    self.say("Nothing pasted yet: paste the keepalived.conf or ipvsadm rules, then Ctrl-D.", true);
                 } else {
                     p.converting = true;
+                    let format = lbd::import::detect(&p.text);
+                    p.format = Some(format);
                     let text = p.text.clone();
                     let base = self.view_cfg().cloned().or_else(|| self.base_for_edit()).map(|c| c.to_toml());
-                    self.send(Command::Import { format: lbd::ctl::proto::ImportFormat::Keepalived, text, base }, out);
+                    self.send(Command::Import { format, text, base }, out);
                 }
                 return;
             }
@@ -2058,6 +2072,8 @@ impl App {
         let Some(merged) = self.paste.as_ref().and_then(|p| p.result.as_ref()).and_then(|r| r.merged.clone()) else {
             return;
         };
+        let what = self.paste.as_ref().map_or("keepalived.conf", Paste::what);
+        let ipvsadm = self.paste.as_ref().is_some_and(|p| p.format == Some(ImportFormat::Ipvsadm));
         match lbd::config::parse(&merged, "imported") {
             Ok(mut cfg) => {
                 if cfg.system.console_password.is_none() {
@@ -2066,16 +2082,20 @@ impl App {
                 match forms::check_whole(&cfg) {
                     Ok(_) => {
                         let v = cfg.vrrp.instances.len();
-                        let note = format!(
-                            "import keepalived.conf: {} service(s){} (replace the services{})",
-                            cfg.services.len(),
-                            if v > 0 { format!(", {v} VRRP instance(s)") } else { String::new() },
-                            if v > 0 || self.view_cfg().is_some_and(|c| !c.vrrp.instances.is_empty()) {
-                                " and VRRP"
-                            } else {
-                                ""
-                            }
-                        );
+                        let note = if ipvsadm {
+                            format!("import {what}: {} service(s) (replace the services)", cfg.services.len())
+                        } else {
+                            format!(
+                                "import {what}: {} service(s){} (replace the services{})",
+                                cfg.services.len(),
+                                if v > 0 { format!(", {v} VRRP instance(s)") } else { String::new() },
+                                if v > 0 || self.view_cfg().is_some_and(|c| !c.vrrp.instances.is_empty()) {
+                                    " and VRRP"
+                                } else {
+                                    ""
+                                }
+                            )
+                        };
                         self.stage(cfg, note);
                         self.paste = None;
                         self.sys_view = SysView::Menu;

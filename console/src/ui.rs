@@ -1050,16 +1050,17 @@ fn draw_system(app: &App, th: &Th, f: &mut Frame, area: Rect) {
     }
 }
 
-/// The keepalived.conf paste: what arrived so far, then lbd's report.
+/// The keepalived.conf or ipvsadm paste: what arrived so far, then lbd's report.
 fn draw_import(app: &App, th: &Th, f: &mut Frame, area: Rect) {
     let Some(p) = &app.paste else { return };
     let kib = MAX_PASTE / 1024;
     let Some(r) = &p.result else {
         let mut l = vec![
-            Line::styled("Paste the keepalived.conf into this terminal now, then press Ctrl-D.", th.bold()),
+            Line::styled("Paste a keepalived.conf or ipvsadm rules now, then press Ctrl-D.", th.bold()),
             Line::from(format!(
-                "lbd converts it and shows a report; nothing is applied. Esc cancels. At most {kib} KiB. \
-                 `include` cannot be followed from a paste: paste the included text in its place."
+                "ipvsadm rules: `ipvsadm -S` output, or a script or terminal session of ipvsadm commands. \
+                 lbd tells which it is, converts it and shows a report; nothing is applied. Esc cancels. \
+                 At most {kib} KiB. `include` cannot be followed from a paste: paste the included text in its place."
             )),
         ];
         let lines = p.lines();
@@ -1082,7 +1083,7 @@ fn draw_import(app: &App, th: &Th, f: &mut Frame, area: Rect) {
         let hh = (rows as u16).min(area.height.saturating_sub(3));
         let head = Paragraph::new(l).wrap(Wrap { trim: false });
         let [top, tail] = Layout::vertical([Constraint::Length(hh + 2), Constraint::Min(1)]).areas(area);
-        f.render_widget(head.block(th.block(" Import keepalived.conf ")), top);
+        f.render_widget(head.block(th.block(" Import keepalived.conf or ipvsadm rules ")), top);
         // The end of what arrived, so the operator sees the paste land.
         let h = tail.height.saturating_sub(2) as usize;
         let all: Vec<&str> = p.text.lines().collect();
@@ -1095,7 +1096,7 @@ fn draw_import(app: &App, th: &Th, f: &mut Frame, area: Rect) {
         f.render_widget(Paragraph::new(shown).block(th.block(" Received (last lines) ")), tail);
         return;
     };
-    let mut l = Vec::new();
+    let mut l = vec![Line::from(format!("Read as {}.", p.what()))];
     if let Some(e) = &r.failure {
         l.push(Line::styled(format!("lbd did not convert it: {e}"), th.bad()));
     } else {
@@ -1127,9 +1128,9 @@ fn draw_import(app: &App, th: &Th, f: &mut Frame, area: Rect) {
         l.push(Line::styled(format!("{at}: {}: {}: {}", e.kind, e.what, e.message), st));
     }
     let title = if r.converted && r.merged.is_some() {
-        " Import keepalived.conf: report (s = stage) "
+        format!(" Import {}: report (s = stage) ", p.what())
     } else {
-        " Import keepalived.conf: report "
+        format!(" Import {}: report ", p.what())
     };
     f.render_widget(
         Paragraph::new(l)

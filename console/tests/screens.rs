@@ -486,11 +486,11 @@ fn system_screen_imports_a_pasted_keepalived_conf_and_stages_it() {
     let mut h = logged_in("s-import");
     h.key(KeyCode::Char('6'));
     both(&h, |s, _, _| {
-        s.has("i  Import keepalived.conf");
+        s.has("i  Import keepalived/ipvsadm");
     });
     h.key(KeyCode::Char('i'));
     both(&h, |s, _, _| {
-        s.has("Paste the keepalived.conf into this terminal now, then press Ctrl-D.");
+        s.has("Paste a keepalived.conf or ipvsadm rules now, then press Ctrl-D.");
         s.has("Esc cancels. At most");
         s.has("256 KiB.");
         s.has("Received 0 bytes, 0 lines.");
@@ -507,6 +507,7 @@ fn system_screen_imports_a_pasted_keepalived_conf_and_stages_it() {
     });
     h.ctrl('d');
     both(&h, |s, w, _| {
+        s.has("Read as keepalived.conf.");
         s.has("import: 0 error(s), 2 not imported, 2 note(s)");
         s.has("s stages it; screen 7 then shows the diff and applies with confirm:");
         s.has("* services: 1 configured -> 1 imported (replaced)");
@@ -542,6 +543,43 @@ fn system_screen_imports_a_pasted_keepalived_conf_and_stages_it() {
     assert!(text.contains("192.168.100.112:8080") && text.contains("hostname = \"lb-old\""), "{text}");
     // The box's network and password survived the import.
     assert!(text.contains("192.168.100.244/24") && text.contains("console_password"), "{text}");
+    let k = h.kernel.0.lock().unwrap();
+    let svcs: Vec<String> = k.table.services.iter().map(|s| s.0.key.to_string()).collect();
+    assert_eq!(svcs, ["TCP 192.168.100.112:8080"], "only the imported service is in the kernel");
+}
+
+/// A seed's director session as an operator copies it off their terminal:
+/// root prompts, `//` annotations, `-ln` listings in between.
+const IPVSADM_SESSION: &str = "[root@lb-old ~]# ipvsadm -C // clear the table\n\
+[root@lb-old ~]# ipvsadm -A -t 192.168.100.112:8080 -s wrr\n\
+[root@lb-old ~]# ipvsadm -a -t 192.168.100.112:8080 -r 192.168.100.41 -g -w 3\n\
+[root@lb-old ~]# ipvsadm -a -t 192.168.100.112:8080 -r 192.168.100.42 -g -w 1\n\
+[root@lb-old ~]# ipvsadm -Ln\n";
+
+#[test]
+fn system_screen_imports_pasted_ipvsadm_rules() {
+    let mut h = logged_in("s-import-ipvsadm");
+    h.key(KeyCode::Char('6'));
+    h.key(KeyCode::Char('i'));
+    paste(&mut h, IPVSADM_SESSION, false);
+    h.ctrl('d');
+    both(&h, |s, _, _| {
+        s.has("Read as ipvsadm rules.");
+        s.has(" Import ipvsadm rules: report (s = stage) ");
+        s.has("s stages it; screen 7 then shows the diff and applies with confirm:");
+        s.has("* services: 1 configured -> 1 imported (replaced)");
+    });
+    h.key(KeyCode::Char('s'));
+    h.wait(250);
+    both(&h, |s, _, _| {
+        s.has("* import ipvsadm rules: 1 service(s) (replace the services)");
+        s.has("add service TCP 192.168.100.112:8080 wrr");
+        s.has("add real 192.168.100.41:8080 to TCP 192.168.100.112:8080 weight 3");
+        s.has("delete service TCP 192.168.100.111:80");
+    });
+    h.key(KeyCode::Char('a'));
+    h.key(KeyCode::Char('c'));
+    h.wait(250);
     let k = h.kernel.0.lock().unwrap();
     let svcs: Vec<String> = k.table.services.iter().map(|s| s.0.key.to_string()).collect();
     assert_eq!(svcs, ["TCP 192.168.100.112:8080"], "only the imported service is in the kernel");

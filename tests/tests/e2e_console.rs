@@ -133,11 +133,12 @@ fn operator_adds_a_dr_service_on_the_serial_console_and_it_survives_a_reboot() -
     term.keys(&["6"])?;
     term.wait_for("[6 Sys]", T)?;
     term.keys(&["i"])?;
-    term.wait_for("Paste the keepalived.conf", T)?;
+    term.wait_for("Paste a keepalived.conf", T)?;
     term.type_text(KEEPALIVED_CONF)?;
     term.wait_for("Received 227 bytes, 14 lines.", T)?;
     term.keys(&["C-d"])?;
     let report = term.wait_for("s stage it", T)?;
+    assert!(report.contains("Read as keepalived.conf."), "{report}");
     assert!(report.contains("import: 0 error(s), 1 not imported"), "{report}");
     assert!(report.contains("line 10: not imported: MISC_CHECK"), "{report}");
     term.keys(&["s"])?;

@@ -215,13 +215,15 @@ pub struct PasteImport {
 }
 
 /// The box's `base` config with what an import brings replaced: the
-/// services, the VRRP section (both wholesale: the imported file describes
-/// the whole director), the IPVS connection timeouts when the input sets
-/// any, and the host name when keepalived's `router_id` gave one. The rest
+/// services (wholesale: the imported text describes the whole table), the
+/// VRRP section when the input is a keepalived.conf (which describes the
+/// whole director; ipvsadm rules say nothing about VRRP, so the box's
+/// instances stay), the IPVS connection timeouts when the input sets any,
+/// and the host name when keepalived's `router_id` gave one. The rest
 /// (interfaces, routes, static VIPs, consoles, the console password, log
 /// level, other IPVS settings) stays the box's. Returns the config and what
 /// changed, in words.
-pub fn merge(base: &Config, imported: &Config) -> (Config, Vec<String>) {
+pub fn merge(base: &Config, imported: &Config, format: crate::ctl::proto::ImportFormat) -> (Config, Vec<String>) {
     let mut out = base.clone();
     let mut said = Vec::new();
     let n = |v: usize, what: &str| format!("{v} {what}");
@@ -231,7 +233,11 @@ pub fn merge(base: &Config, imported: &Config) -> (Config, Vec<String>) {
         n(imported.services.len(), "imported")
     ));
     out.services = imported.services.clone();
-    if base.vrrp != imported.vrrp {
+    if format == crate::ctl::proto::ImportFormat::Ipvsadm {
+        if !base.vrrp.instances.is_empty() {
+            said.push(format!("VRRP: {} instance(s) kept (ipvsadm rules carry none)", base.vrrp.instances.len()));
+        }
+    } else if base.vrrp != imported.vrrp {
         said.push(format!(
             "VRRP: {} instance(s) -> {} imported (replaced{})",
             base.vrrp.instances.len(),
@@ -239,7 +245,9 @@ pub fn merge(base: &Config, imported: &Config) -> (Config, Vec<String>) {
             if imported.vrrp.sync_daemon.is_some() { ", with the sync daemon" } else { "" }
         ));
     }
-    out.vrrp = imported.vrrp.clone();
+    if format != crate::ctl::proto::ImportFormat::Ipvsadm {
+        out.vrrp = imported.vrrp.clone();
+    }
     let t = &imported.ipvs.timeouts;
     if (t.tcp.is_some() || t.tcpfin.is_some() || t.udp.is_some()) && base.ipvs.timeouts != *t {
         said.push("IPVS connection timeouts (replaced)".into());
@@ -254,6 +262,55 @@ pub fn merge(base: &Config, imported: &Config) -> (Config, Vec<String>) {
     (out, said)
 }
 
+/// Which importer a pasted text is for: a keepalived.conf or ipvsadm rules
+/// (`ipvsadm -S` output, a script of ipvsadm commands, a pasted root-prompt
+/// session). The first line that decides wins: one whose first word is a
+/// keepalived block or `include`, or one that runs ipvsadm (`ipvsadm …`,
+/// `/sbin/ipvsadm …`, `NAME=/sbin/ipvsadm`, a rule starting with `-A`/`-a`
+/// as `ipvsadm -S` prints them). Comments (`#`, `!`) decide nothing; a text
+/// where nothing decides is read as a keepalived.conf (its report then says
+/// what was not understood).
+pub fn detect(text: &str) -> crate::ctl::proto::ImportFormat {
+    use crate::ctl::proto::ImportFormat;
+    const KEEPALIVED: &[&str] = &[
+        "global_defs",
+        "vrrp_instance",
+        "vrrp_sync_group",
+        "vrrp_script",
+        "virtual_server",
+        "virtual_server_group",
+        "static_ipaddress",
+        "static_routes",
+        "static_rules",
+        "linkbeat_interfaces",
+        "include",
+        "real_server",
+        "garp_group",
+        "net_namespace",
+    ];
+    for raw in text.lines() {
+        let line = raw.trim_start();
+        if line.starts_with('#') || line.starts_with('!') {
+            continue;
+        }
+        // A pasted root prompt (`[root@lb1 ~]# ipvsadm ...`).
+        let line = match line.find("]# ") {
+            Some(i) if line.starts_with('[') => &line[i + 3..],
+            _ => line,
+        };
+        let first = line.split(|c: char| c.is_whitespace() || c == '{').next().unwrap_or("");
+        if KEEPALIVED.contains(&first) {
+            return ImportFormat::Keepalived;
+        }
+        let runs_ipvsadm =
+            line.split(|c: char| c.is_whitespace() || c == '=').any(|w| w == "ipvsadm" || w.ends_with("/ipvsadm"));
+        if runs_ipvsadm || ["-A ", "-a ", "--add-service", "--add-server"].iter().any(|p| line.starts_with(p)) {
+            return ImportFormat::Ipvsadm;
+        }
+    }
+    ImportFormat::Keepalived
+}
+
 /// Imports `text` (at most the control protocol's limit) as `format` with
 /// no file system (includes are reported), and fits the result onto `base`.
 pub fn paste(format: crate::ctl::proto::ImportFormat, text: &str, base: &Config) -> PasteImport {
@@ -265,7 +322,7 @@ pub fn paste(format: crate::ctl::proto::ImportFormat, text: &str, base: &Config)
     let Some(imported) = outcome.config.as_ref() else {
         return PasteImport { outcome, merged: None, replaced: Vec::new(), merge_errors: Vec::new() };
     };
-    let (merged, replaced) = merge(base, imported);
+    let (merged, replaced) = merge(base, imported, format);
     match config::parse(&merged.to_toml(), "merged") {
         Ok(m) => PasteImport { outcome, merged: Some(m), replaced, merge_errors: Vec::new() },
         Err(errs) => PasteImport {

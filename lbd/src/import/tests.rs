@@ -673,3 +673,44 @@ fn glob_matching() {
     assert!(wild_match("**a*b*", "xxaxxbxx"));
     assert_eq!(brace_expand("{foo/{,cat,dog},bar}"), ["foo/", "foo/cat", "foo/dog", "bar"]);
 }
+
+#[test]
+fn detect_tells_keepalived_from_ipvsadm() {
+    use crate::ctl::proto::ImportFormat::{Ipvsadm, Keepalived};
+    for (name, text, want) in [
+        ("seed002", SEED002, Keepalived),
+        ("full.conf", FULL, Keepalived),
+        ("10-web.conf", FULL_WEB, Keepalived),
+        ("20-dns.conf", FULL_DNS, Keepalived),
+        ("seed000", SEED000, Ipvsadm),
+        ("seed003 NAT", SEED003_NAT, Ipvsadm),
+        ("seed003 DR", SEED003_DR, Ipvsadm),
+        ("seed004", SEED004, Ipvsadm),
+        ("ipvsadm -S", "-A -t 10.0.0.1:http -s wlc\n-a -t 10.0.0.1:http -r 10.0.1.1:http -g -w 1\n", Ipvsadm),
+        ("variable", "# director\nIPV=/sbin/ipvsadm\n$IPV -A -t 10.0.0.1:80 -s rr\n", Ipvsadm),
+        ("comment naming ipvsadm", "! replaces the old ipvsadm script\nvrrp_instance VI_1 {\n}\n", Keepalived),
+        ("keepalived notify calling ipvsadm", "vrrp_instance VI_1 {\n notify /sbin/ipvsadm -C\n}\n", Keepalived),
+        ("nothing", "hello\n", Keepalived),
+    ] {
+        assert_eq!(detect(text), want, "{name}");
+    }
+}
+
+#[test]
+fn pasted_ipvsadm_rules_keep_the_boxs_vrrp_and_keepalived_replaces_it() {
+    use crate::ctl::proto::ImportFormat;
+    let base = keepalived::import_file(&full_fs(), Path::new("etc/full.conf")).config.expect("full.conf converts");
+    assert!(!base.vrrp.instances.is_empty());
+    // ipvsadm rules: the services are replaced, VRRP stays.
+    let p = paste(ImportFormat::Ipvsadm, SEED004, &base);
+    let merged = p.merged.expect("merges");
+    assert_eq!(merged.vrrp, base.vrrp);
+    assert_eq!(merged.services.len(), 1);
+    assert_eq!(merged.services[0].reals.len(), 2);
+    assert!(p.replaced.iter().any(|r| r.contains("VRRP:") && r.contains("kept")), "{:?}", p.replaced);
+    // A keepalived.conf describes the whole director: its VRRP (none here) wins.
+    let p = paste(ImportFormat::Keepalived, "virtual_server 10.0.0.1 80 {\n real_server 10.0.1.1 80 {\n }\n}\n", &base);
+    let merged = p.merged.expect("merges");
+    assert!(merged.vrrp.instances.is_empty());
+    assert!(p.replaced.iter().any(|r| r.contains("VRRP:") && r.contains("replaced")), "{:?}", p.replaced);
+}
