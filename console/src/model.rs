@@ -117,31 +117,9 @@ pub struct PassReport {
     pub draining: usize,
 }
 
-/// IPVS counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(default)]
-pub struct Stats {
-    /// Connections.
-    pub conns: u64,
-    /// Packets in.
-    pub inpkts: u64,
-    /// Packets out.
-    pub outpkts: u64,
-    /// Bytes in.
-    pub inbytes: u64,
-    /// Bytes out.
-    pub outbytes: u64,
-    /// Connections per second.
-    pub cps: u64,
-    /// Packets in per second.
-    pub inpps: u64,
-    /// Packets out per second.
-    pub outpps: u64,
-    /// Bytes in per second.
-    pub inbps: u64,
-    /// Bytes out per second.
-    pub outbps: u64,
-}
+/// IPVS counters, as lbd reports them (its own type: one definition of the
+/// fields on both sides of the socket).
+pub use lbd::ipvs::types::Stats;
 
 /// One entry of `services`.
 #[derive(Clone, Debug, Default, Deserialize)]

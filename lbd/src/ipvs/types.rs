@@ -232,7 +232,9 @@ impl Dest {
 }
 
 /// Traffic counters (from STATS64 when the kernel has it, else STATS).
+/// A missing field reads as 0 (the console reads these from the socket).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Stats {
     /// Connections scheduled.
     pub conns: u64,
