@@ -1,54 +1,17 @@
 //! `lbd check` and `lbd ctl` as an operator runs them, against `lbd run --sim`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-const LBD: &str = env!("CARGO_BIN_EXE_lbd");
+mod common;
 
-struct Daemon {
-    child: Child,
-    dir: PathBuf,
-}
+use common::{LBD, ctl};
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn start(tag: &str) -> Daemon {
+fn start(tag: &str) -> common::Daemon {
     let dir = std::env::temp_dir().join(format!("lbd-cli-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let child = Command::new(LBD)
-        .args(["run", "--sim", "--socket"])
-        .arg(dir.join("sock"))
-        .arg("--config")
-        .arg(dir.join("lvsbox.toml"))
-        .arg("--history")
-        .arg(dir.join("history"))
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let d = Daemon { child, dir };
-    let t0 = Instant::now();
-    while ctl(&d.dir, &["ping"]).0 != 0 {
-        assert!(t0.elapsed() < Duration::from_secs(10), "lbd did not answer within 10 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    d
-}
-
-fn ctl(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(LBD).arg("ctl").arg("--socket").arg(dir.join("sock")).args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::start_in(dir)
 }
 
 #[test]

@@ -4,10 +4,11 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-const LBD: &str = env!("CARGO_BIN_EXE_lbd");
+mod common;
+
+use common::{LBD, ctl};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src/import/fixtures")
@@ -70,26 +71,6 @@ fn errors_exit_non_zero_with_file_and_line_and_write_nothing() {
     assert_eq!(code, 2);
 }
 
-struct Daemon {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn ctl(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let sock = dir.join("sock");
-    let mut a = vec!["ctl", "--socket", sock.to_str().unwrap()];
-    a.extend_from_slice(args);
-    lbd(&a, "")
-}
-
 #[test]
 fn imported_ipvsadm_script_programs_the_same_rules() {
     // Seed 000's director script, through stdin.
@@ -99,22 +80,7 @@ fn imported_ipvsadm_script_programs_the_same_rules() {
     assert!(stderr.contains("<stdin>:9: not imported: ifconfig"), "{stderr}");
     let dir = tmp("sim");
     std::fs::write(dir.join("imported.toml"), &toml).unwrap();
-    let child = Command::new(LBD)
-        .args(["run", "--sim", "--socket"])
-        .arg(dir.join("sock"))
-        .arg("--config")
-        .arg(dir.join("lvsbox.toml"))
-        .arg("--history")
-        .arg(dir.join("history"))
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let d = Daemon { child, dir };
-    let t0 = Instant::now();
-    while ctl(&d.dir, &["ping"]).0 != 0 {
-        assert!(t0.elapsed() < Duration::from_secs(10), "lbd did not answer within 10 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let d = common::start_in(dir);
     let file = d.dir.join("imported.toml");
     let (code, _, stderr) = ctl(&d.dir, &["apply", file.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
