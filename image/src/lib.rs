@@ -130,7 +130,7 @@ pub fn default_out_dir() -> PathBuf {
 #[derive(Clone, Debug)]
 pub struct FlavourArtefacts {
     pub flavour: Flavour,
-    /// The compressed initramfs (`<stem>.cpio.zst` or `.cpio.xz`).
+    /// The compressed initramfs (`<stem>.cpio.lz4`, `.cpio.zst` or `.cpio.xz`).
     pub initramfs: PathBuf,
     /// The kernel command line baked into the UKI (also the default for direct boot).
     pub cmdline: String,
@@ -176,7 +176,7 @@ impl Artefacts {
             if !cmdline_file.is_file() {
                 return Ok(None);
             }
-            let initramfs = ["zst", "xz"]
+            let initramfs = crate::builder::Compression::EXTS
                 .iter()
                 .map(|ext| dir.join(format!("{stem}.cpio.{ext}")))
                 .find(|p| p.is_file())
