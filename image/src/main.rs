@@ -52,7 +52,7 @@ struct BuildArgs {
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Replace the base kernel command line
-    /// (default: "console=tty0 console=ttyS0,115200n8 quiet panic=10"; debug adds "lvsbox.shell=ttyS1").
+    /// (default: "console=tty0 console=ttyS0,115200n8 quiet panic=10 cryptomgr.notests"; debug adds "lvsbox.shell=ttyS1").
     #[arg(long, value_name = "ARGS")]
     cmdline: Option<String>,
     /// Append to the kernel command line (e.g. "lvsbox.debug=1").
