@@ -640,7 +640,10 @@ alias usb:v*p*d*dc*dsc*dp*ic09isc00ip0[0-2]in* hub
         assert_eq!(literal_prefix("net-pf-10"), "net-pf-10");
         assert_eq!(literal_prefix("*"), "");
         // Every alias the glob matches starts with the prefix.
-        for (pat, s) in [("pci:v00001AF4d*sv*sd*bc*sc*i*", "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00")] {
+        for (pat, s) in [
+            ("pci:v00001AF4d*sv*sd*bc*sc*i*", "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00"),
+            ("acpi*:PNP0C0C:*", "acpi:PNP0C0C:"),
+        ] {
             assert!(glob_match(pat, s) && s.starts_with(literal_prefix(pat)));
         }
     }
