@@ -855,4 +855,18 @@ mod milestone_tests {
         assert_eq!(parse_milestones(two_words)[1], ("lbd started".to_string(), 1.0));
         assert!(parse_milestones("lvsbox 0.1.0\nlbd ready\n").is_empty());
     }
+
+    #[test]
+    fn variants_from_the_command_line() {
+        let v = parse_variant("notests|cryptomgr.notests initcall_debug");
+        assert_eq!(
+            (v.label.as_str(), v.append.as_slice(), v.initrd),
+            ("notests", &["cryptomgr.notests initcall_debug".to_string()][..], None)
+        );
+        let v = parse_variant("lz4||/tmp/i.cpio.lz4");
+        assert!(v.append.is_empty());
+        assert_eq!(v.initrd.as_deref(), Some(Path::new("/tmp/i.cpio.lz4")));
+        let v = parse_variant("base");
+        assert!(v.label == "base" && v.append.is_empty() && v.initrd.is_none());
+    }
 }
