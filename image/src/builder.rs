@@ -29,8 +29,15 @@ pub const INITRAMFS_BUDGET: u64 = 12 << 20;
 /// the output depends only on the input and the tool's version).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compression {
+    /// `lz4 -l -12`: the legacy frame format, the only one the kernel's
+    /// initramfs unpacker knows. The biggest of the three, but the fastest to
+    /// unpack: the production default (the kernel unpacks the initramfs on
+    /// the way to `/init`). Nothing may follow it in the same file (the
+    /// legacy format has no end marker).
+    Lz4,
     /// `zstd -19 -T1`: a little bigger than xz, but decompresses several
     /// times faster, which matters when the guest CPU is emulated (TCG).
+    /// The debug flavour's default (tests append a plain cpio to it).
     Zstd,
     /// `xz --check=crc32 -9 -T1` (the kernel's xz decoder only knows CRC32).
     Xz,
@@ -39,8 +46,21 @@ pub enum Compression {
 impl Compression {
     pub fn ext(self) -> &'static str {
         match self {
+            Compression::Lz4 => "lz4",
             Compression::Zstd => "zst",
             Compression::Xz => "xz",
+        }
+    }
+
+    /// Every extension an initramfs may have, most preferred first.
+    pub const EXTS: [&'static str; 3] = ["lz4", "zst", "xz"];
+
+    /// The default of a flavour: lz4 for production (boot time), zstd for
+    /// debug (smaller, and a plain cpio may be appended to it).
+    pub fn default_for(f: Flavour) -> Compression {
+        match f {
+            Flavour::Production => Compression::Lz4,
+            Flavour::Debug => Compression::Zstd,
         }
     }
 }
@@ -61,7 +81,8 @@ pub struct BuildOptions {
     pub cmdline: Option<String>,
     /// Append to the kernel command line.
     pub append: Option<String>,
-    pub compression: Compression,
+    /// `None`: each flavour's default ([`Compression::default_for`]).
+    pub compression: Option<Compression>,
     pub epoch: u64,
     /// Build the static binaries with cargo (false: reuse what is in `static_target`).
     pub build_binaries: bool,
@@ -84,7 +105,7 @@ impl BuildOptions {
             config: None,
             cmdline: None,
             append: None,
-            compression: Compression::Zstd,
+            compression: None,
             epoch: std::env::var("SOURCE_DATE_EPOCH")
                 .ok()
                 .and_then(|s| s.parse().ok())
@@ -441,11 +462,12 @@ fn build_flavour(
     let mut f = std::io::BufWriter::new(std::fs::File::create(&cpio)?);
     let raw_size = tree.write_newc(opts.epoch, &mut f)?;
     drop(f);
-    let initramfs = out.join(format!("{stem}.cpio.{}", opts.compression.ext()));
-    for ext in ["zst", "xz"] {
+    let compression = opts.compression.unwrap_or(Compression::default_for(flavour));
+    let initramfs = out.join(format!("{stem}.cpio.{}", compression.ext()));
+    for ext in Compression::EXTS {
         let _ = std::fs::remove_file(out.join(format!("{stem}.cpio.{ext}")));
     }
-    compress_cached(opts, &cpio, &initramfs)?;
+    compress_cached(opts, compression, &cpio, &initramfs)?;
     std::fs::remove_file(&cpio)?;
     let isize = std::fs::metadata(&initramfs)?.len();
     say(opts, &format!("{flavour}: initramfs {} compressed ({} cpio)", human(isize), human(raw_size)));
@@ -504,15 +526,15 @@ impl std::io::Write for HashWriter<'_> {
 /// Compresses through a content-addressed cache (`cache/initramfs/<sha256 of
 /// the cpio>.<ext>`): compressing is the slowest step of a warm build, and
 /// the same input always gives the same output.
-fn compress_cached(opts: &BuildOptions, input: &Path, output: &Path) -> Result<()> {
+fn compress_cached(opts: &BuildOptions, compression: Compression, input: &Path, output: &Path) -> Result<()> {
     let dir = opts.cache.join("initramfs");
     std::fs::create_dir_all(&dir)?;
-    let key = dir.join(format!("{}.cpio.{}", sha256_file(input)?, opts.compression.ext()));
+    let key = dir.join(format!("{}.cpio.{}", sha256_file(input)?, compression.ext()));
     if opts.compression_cache && key.is_file() {
         std::fs::copy(&key, output)?;
         return Ok(());
     }
-    compress(opts.compression, input, output)?;
+    compress(compression, input, output)?;
     let tmp = key.with_extension("partial");
     std::fs::copy(output, &tmp)?;
     std::fs::rename(&tmp, &key)?;
@@ -529,6 +551,10 @@ fn compress_cached(opts: &BuildOptions, input: &Path, output: &Path) -> Result<(
 /// Compresses `input` into `output` with the host tool (no cache).
 pub fn compress(c: Compression, input: &Path, output: &Path) -> Result<()> {
     match c {
+        Compression::Lz4 => {
+            // -l: legacy frames (the kernel's unlz4); -q: no progress on stderr.
+            run(Command::new("lz4").args(["-q", "-l", "-12", "-f"]).arg(input).arg(output), "lz4")?;
+        }
         Compression::Zstd => {
             run(Command::new("zstd").args(["-q", "-19", "-T1", "-f"]).arg(input).arg("-o").arg(output), "zstd")?;
         }
@@ -550,7 +576,7 @@ pub fn compress(c: Compression, input: &Path, output: &Path) -> Result<()> {
 pub fn artefact_names(out: &Path) -> Vec<String> {
     let mut names = vec!["vmlinuz".to_string(), "vmlinux".to_string()];
     for f in Flavour::ALL {
-        for ext in ["cpio.zst", "cpio.xz", "cmdline", "release", "efi", "img", "qcow2"] {
+        for ext in ["cpio.lz4", "cpio.zst", "cpio.xz", "cmdline", "release", "efi", "img", "qcow2"] {
             names.push(format!("{}.{ext}", f.stem()));
         }
     }

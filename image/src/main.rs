@@ -38,6 +38,7 @@ enum FlavourArg {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum CompressArg {
+    Lz4,
     Zstd,
     Xz,
 }
@@ -51,7 +52,7 @@ struct BuildArgs {
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Replace the base kernel command line
-    /// (default: "console=tty0 console=ttyS0,115200n8 quiet panic=10"; debug adds "lvsbox.shell=ttyS1").
+    /// (default: "console=tty0 console=ttyS0,115200n8 quiet panic=10 cryptomgr.notests"; debug adds "lvsbox.shell=ttyS1").
     #[arg(long, value_name = "ARGS")]
     cmdline: Option<String>,
     /// Append to the kernel command line (e.g. "lvsbox.debug=1").
@@ -60,9 +61,10 @@ struct BuildArgs {
     /// Artefact directory.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// Initramfs compression: zstd (-19 -T1, fast to unpack under emulation) or xz (--check=crc32 -9 -T1, smaller).
-    #[arg(long, value_enum, default_value = "zstd")]
-    compress: CompressArg,
+    /// Initramfs compression of every flavour built: lz4 (-l -12, the fastest to unpack), zstd (-19 -T1)
+    /// or xz (--check=crc32 -9 -T1, the smallest). Default: lz4 for production, zstd for debug.
+    #[arg(long, value_enum)]
+    compress: Option<CompressArg>,
     /// Timestamp of every file in the artefacts (default: $SOURCE_DATE_EPOCH or 1735689600).
     #[arg(long, value_name = "SECONDS")]
     source_date_epoch: Option<u64>,
@@ -86,10 +88,11 @@ impl BuildArgs {
         o.config = self.config.clone();
         o.cmdline = self.cmdline.clone();
         o.append = self.append.clone();
-        o.compression = match self.compress {
+        o.compression = self.compress.map(|c| match c {
+            CompressArg::Lz4 => Compression::Lz4,
             CompressArg::Zstd => Compression::Zstd,
             CompressArg::Xz => Compression::Xz,
-        };
+        });
         if let Some(e) = self.source_date_epoch {
             o.epoch = e;
         }

@@ -1,4 +1,4 @@
-//! The image pipeline after the inputs (cpio -> zstd -> UKI -> FAT ESP ->
+//! The image pipeline after the inputs (cpio -> lz4 -> UKI -> FAT ESP ->
 //! ext4 -> GPT disk -> qcow2, and the config disk) run twice, a second apart,
 //! into two directories: every output must be byte-identical, and readable
 //! by independent tools. Uses synthetic inputs, so no kernel download and no
@@ -38,8 +38,8 @@ fn pipeline(dir: &Path) -> Vec<(String, String)> {
     t.dir("/tmp", 0o1777).unwrap();
     let cpio = dir.join("initramfs.cpio");
     t.write_newc(EPOCH, &mut std::fs::File::create(&cpio).unwrap()).unwrap();
-    let initrd = dir.join("initramfs.cpio.zst");
-    compress(Compression::Zstd, &cpio, &initrd).unwrap();
+    let initrd = dir.join("initramfs.cpio.lz4");
+    compress(Compression::Lz4, &cpio, &initrd).unwrap();
     let uki = dir.join("lvsbox.efi");
     fsimg::make_uki(
         Path::new(fsimg::EFI_STUB),
@@ -71,7 +71,7 @@ fn pipeline(dir: &Path) -> Vec<(String, String)> {
     fsimg::to_qcow2(&raw, &qcow2).unwrap();
     let cfgdisk = dir.join("config.img");
     image::config_disk("[system]\nhostname = \"lb2\"\n", &cfgdisk).unwrap();
-    ["initramfs.cpio.zst", "lvsbox.efi", "esp.img", "cfg.ext4", "disk.img", "disk.qcow2", "config.img"]
+    ["initramfs.cpio.lz4", "lvsbox.efi", "esp.img", "cfg.ext4", "disk.img", "disk.qcow2", "config.img"]
         .iter()
         .map(|n| (n.to_string(), tool(Command::new("sha256sum").arg(dir.join(n)))[..64].to_string()))
         .collect()

@@ -1,8 +1,10 @@
-//! `lvsbox-bench [boot|ipvs|vrrp|checks|all] [--runs N] [--services N] [--reals N,N,..] [--window S] [--only lbd|keepalived|direct|uefi] [--keep-logs DIR]`:
+//! `lvsbox-bench [boot|ipvs|vrrp|checks|all] [--runs N] [--services N] [--reals N,N,..] [--window S] [--only lbd|keepalived|direct|uefi] [--keep-logs DIR] [--variant 'LABEL|APPEND|INITRD']...`:
 //! benchmarks in QEMU guests (TCG), printing lvsbox's figures next to the
 //! peer's from the same run where the peer can run in the same guests
 //! (ipvsadm; keepalived as the VRRP pair and as the checker), and the
 //! recorded keepalived figures otherwise (../shared/notes/peer-behaviour.md).
+//! `boot --variant` (repeatable) boots direct variants interleaved (A B A B
+//! ...): extra kernel arguments and/or another initramfs per label.
 //! Needs root and a built image (`cargo run --release -p image -- build`).
 
 use std::path::Path;
@@ -66,19 +68,43 @@ fn parse_milestones(serial: &str) -> Vec<(String, f64)> {
         .collect()
 }
 
-fn boot_once(uefi: bool, keep: Option<&Path>, run: usize) -> Result<BootRun> {
+/// A variant of the direct boot for `boot --variant`: extra kernel
+/// arguments and/or another initramfs, booted interleaved with the others.
+#[derive(Clone, Debug, Default)]
+struct Variant {
+    label: String,
+    append: Vec<String>,
+    initrd: Option<std::path::PathBuf>,
+}
+
+/// `LABEL[|APPEND[|INITRD]]`.
+fn parse_variant(s: &str) -> Variant {
+    let mut it = s.splitn(3, '|');
+    let label = it.next().unwrap_or("").to_string();
+    let append = it.next().filter(|a| !a.trim().is_empty()).map(|a| vec![a.trim().to_string()]).unwrap_or_default();
+    let initrd = it.next().filter(|i| !i.trim().is_empty()).map(|i| i.trim().into());
+    Variant { label, append, initrd }
+}
+
+fn boot_once(uefi: bool, keep: Option<&Path>, run: usize, variant: &Variant) -> Result<BootRun> {
     let mut lab = Lab::new()?;
     let tap = lab.add_tap()?;
     let spec = GuestSpec {
-        name: if uefi { "bench-uefi".into() } else { "bench-direct".into() },
+        name: if uefi {
+            "bench-uefi".into()
+        } else if variant.label.is_empty() {
+            "bench-direct".into()
+        } else {
+            format!("bench-{}", variant.label)
+        },
         flavour: Flavour::Production,
         config: Some(BOOT_CFG.into()),
         files: vec![],
         nics: vec![(tap, mac(1, 0))],
-        append: vec!["lvsbox.consoles=".into()],
+        append: std::iter::once("lvsbox.consoles=".to_string()).chain(variant.append.iter().cloned()).collect(),
         memory: 768,
         uefi,
-        initrd: None,
+        initrd: variant.initrd.clone(),
         console_socket: false,
         allow_reboot: false,
     };
@@ -102,47 +128,66 @@ fn boot_once(uefi: bool, keep: Option<&Path>, run: usize) -> Result<BootRun> {
     Ok(BootRun { banner, ready, milestones })
 }
 
-fn bench_boot(runs: usize, only: &str, keep: Option<&Path>) -> Result<()> {
+fn fmt_milestones(r: &BootRun) -> String {
+    r.milestones.iter().map(|(n, t)| format!("{n} {t:.2}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Medians of the banner, `lbd ready` and each milestone over `all`.
+fn print_boot_summary(name: &str, all: &[BootRun]) {
+    let banners: Vec<f64> = all.iter().map(|r| r.banner).collect();
+    let readies: Vec<f64> = all.iter().map(|r| r.ready).collect();
+    println!(
+        "{name:22} banner (init running) median {:.2} s [{}]; lbd ready median {:.2} s [{}]",
+        median(&mut banners.clone()),
+        fmt_runs(&banners),
+        median(&mut readies.clone()),
+        fmt_runs(&readies)
+    );
+    // Medians of each milestone over the runs that printed them.
+    let names: Vec<String> =
+        all.first().map(|r| r.milestones.iter().map(|(n, _)| n.clone()).collect()).unwrap_or_default();
+    let parts: Vec<String> = names
+        .iter()
+        .map(|n| {
+            let mut v: Vec<f64> =
+                all.iter().filter_map(|r| r.milestones.iter().find(|(m, _)| m == n).map(|(_, t)| *t)).collect();
+            format!("{n} {:.2}", median(&mut v))
+        })
+        .collect();
+    if !parts.is_empty() {
+        println!("{:22} breakdown (medians, s since QEMU start): {}", "", parts.join(", "));
+    }
+}
+
+fn bench_boot(runs: usize, only: &str, keep: Option<&Path>, variants: &[Variant]) -> Result<()> {
     println!("== boot: QEMU start to `lbd ready` (production image, TCG, {runs} runs each)");
+    if !variants.is_empty() {
+        // Direct boots only, A B A B ...: every phase stretches with the
+        // host's load, so variants compare only when measured together.
+        let mut all: Vec<Vec<BootRun>> = variants.iter().map(|_| Vec::new()).collect();
+        for run in 0..runs {
+            for (v, out) in variants.iter().zip(all.iter_mut()) {
+                let r = boot_once(false, keep, run, v)?;
+                eprintln!("  run {run} {}: lbd ready {:.2} s; {}", v.label, r.ready, fmt_milestones(&r));
+                out.push(r);
+            }
+        }
+        for (v, runs) in variants.iter().zip(&all) {
+            print_boot_summary(&format!("direct {}", v.label), runs);
+        }
+        return Ok(());
+    }
     for uefi in [false, true] {
         if (only == "direct" && uefi) || (only == "uefi" && !uefi) {
             continue;
         }
         let mut all = Vec::new();
         for run in 0..runs {
-            let r = boot_once(uefi, keep, run)?;
-            eprintln!(
-                "  run {run}: banner {:.2} s, lbd ready {:.2} s; {}",
-                r.banner,
-                r.ready,
-                r.milestones.iter().map(|(n, t)| format!("{n} {t:.2}")).collect::<Vec<_>>().join(", ")
-            );
+            let r = boot_once(uefi, keep, run, &Variant::default())?;
+            eprintln!("  run {run}: banner {:.2} s, lbd ready {:.2} s; {}", r.banner, r.ready, fmt_milestones(&r));
             all.push(r);
         }
-        let banners: Vec<f64> = all.iter().map(|r| r.banner).collect();
-        let readies: Vec<f64> = all.iter().map(|r| r.ready).collect();
-        let name = if uefi { "UEFI disk under OVMF" } else { "direct kernel boot" };
-        println!(
-            "{name:22} banner (init running) median {:.2} s [{}]; lbd ready median {:.2} s [{}]",
-            median(&mut banners.clone()),
-            fmt_runs(&banners),
-            median(&mut readies.clone()),
-            fmt_runs(&readies)
-        );
-        // Medians of each milestone over the runs that printed them.
-        let names: Vec<String> =
-            all.first().map(|r| r.milestones.iter().map(|(n, _)| n.clone()).collect()).unwrap_or_default();
-        let parts: Vec<String> = names
-            .iter()
-            .map(|n| {
-                let mut v: Vec<f64> =
-                    all.iter().filter_map(|r| r.milestones.iter().find(|(m, _)| m == n).map(|(_, t)| *t)).collect();
-                format!("{n} {:.2}", median(&mut v))
-            })
-            .collect();
-        if !parts.is_empty() {
-            println!("{:22} breakdown (medians, s since QEMU start): {}", "", parts.join(", "));
-        }
+        print_boot_summary(if uefi { "UEFI disk under OVMF" } else { "direct kernel boot" }, &all);
     }
     println!(
         "peer (recorded in ../shared/notes/peer-behaviour.md, same kind of machine): Debian + keepalived \
@@ -761,7 +806,16 @@ fn main() -> Result<()> {
     };
     let what = args.first().map(String::as_str).unwrap_or("all");
     match what {
-        "boot" => bench_boot(opt("--runs", 5), sopt("--only").unwrap_or("both"), sopt("--keep-logs").map(Path::new)),
+        "boot" => {
+            let variants: Vec<Variant> =
+                args.windows(2).filter(|w| w[0] == "--variant").map(|w| parse_variant(&w[1])).collect();
+            bench_boot(
+                opt("--runs", 5),
+                sopt("--only").unwrap_or("both"),
+                sopt("--keep-logs").map(Path::new),
+                &variants,
+            )
+        }
         "ipvs" => bench_ipvs(opt("--runs", 3), opt("--services", 10_000)),
         "checks" => {
             let sizes: Vec<usize> = args
@@ -775,12 +829,12 @@ fn main() -> Result<()> {
         }
         "vrrp" => bench_vrrp(opt("--runs", 5)),
         "all" => {
-            bench_boot(opt("--runs", 5), "both", None)?;
+            bench_boot(opt("--runs", 5), "both", None, &[])?;
             bench_ipvs(opt("--runs", 3), opt("--services", 10_000))?;
             bench_vrrp(opt("--runs", 5))
         }
         _ => bail!(
-            "usage: lvsbox-bench [boot|ipvs|vrrp|checks|all] [--runs N] [--services N] [--reals N,N] [--window S] [--only lbd|keepalived|direct|uefi] [--keep-logs DIR]"
+            "usage: lvsbox-bench [boot|ipvs|vrrp|checks|all] [--runs N] [--services N] [--reals N,N] [--window S] [--only lbd|keepalived|direct|uefi] [--keep-logs DIR] [--variant 'LABEL|APPEND|INITRD']..."
         ),
     }
 }
@@ -800,5 +854,19 @@ mod milestone_tests {
         let two_words = "[ 1.0] init: boot: init 0.50 s, lbd started 1.00 s (since kernel start)";
         assert_eq!(parse_milestones(two_words)[1], ("lbd started".to_string(), 1.0));
         assert!(parse_milestones("lvsbox 0.1.0\nlbd ready\n").is_empty());
+    }
+
+    #[test]
+    fn variants_from_the_command_line() {
+        let v = parse_variant("notests|cryptomgr.notests initcall_debug");
+        assert_eq!(
+            (v.label.as_str(), v.append.as_slice(), v.initrd),
+            ("notests", &["cryptomgr.notests initcall_debug".to_string()][..], None)
+        );
+        let v = parse_variant("lz4||/tmp/i.cpio.lz4");
+        assert!(v.append.is_empty());
+        assert_eq!(v.initrd.as_deref(), Some(Path::new("/tmp/i.cpio.lz4")));
+        let v = parse_variant("base");
+        assert!(v.label == "base" && v.append.is_empty() && v.initrd.is_none());
     }
 }
