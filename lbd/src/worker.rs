@@ -351,6 +351,14 @@ impl Control {
         self.timeouts(target, &mut r);
         r.duration_ms = t0.elapsed().as_millis() as u64;
         let _ = reply.send(r);
+        if target.scope.is_none() {
+            // A whole-config pass (an apply) planned over every service and
+            // may have executed thousands of ops: give its transient memory
+            // back now rather than after the next verify pass (seconds
+            // later at 10,000 services). Scoped passes (a weight edit, a
+            // check's verdict) skip it: they allocate little.
+            crate::daemon::release_free_memory();
+        }
     }
 
     /// Starts a verify read (in the reader thread, or inline).
