@@ -341,7 +341,18 @@ fn bench_ipvs(runs: usize, n: usize) -> Result<()> {
         if (s, r) != (n, 4 * n) {
             bail!("ipvsadm -R programmed {s} / {r}");
         }
-        eprintln!("run {}: lbd {:.2} s, ipvsadm -R {:.2} s", run + 1, lbd[run], adm[run]);
+        eprintln!(
+            "run {}: lbd {:.2} s, ipvsadm -R {:.2} s; RSS lowest/highest {:.1}/{:.1}, {:.1}/{:.1}, {:.1}/{:.1} MiB",
+            run + 1,
+            lbd[run],
+            adm[run],
+            rss[run],
+            rss_hi[run],
+            rss_end[run],
+            rss_end_hi[run],
+            rss_later[run],
+            rss_later_hi[run]
+        );
     }
     let (ml, ma) = (median(&mut lbd.clone()), median(&mut adm.clone()));
     println!("program from empty   lbd median {ml:.2} s [{}]", fmt_runs(&lbd));
