@@ -226,6 +226,43 @@ struct Control {
     sync_err: Option<String>,
 }
 
+/// The view after a verify read: the read's services in the kernel's order,
+/// each with the real servers read now or, outside the read's window, those
+/// the view had.
+///
+/// What the view already holds keeps its allocation: an unchanged service
+/// (and its scheduler string) stays the view's own, and re-read real servers
+/// are copied into the view's vector rather than replacing it. A verify pass
+/// at 10,000 services otherwise swapped thousands of small blocks every 2 s
+/// for ones the reader had allocated between its transient dump buffers, and
+/// those scattered live blocks kept whole freed pages resident (the RSS after
+/// a few passes grew by megabytes that `malloc_trim` could not give back).
+fn merge_read(old: Option<Actual>, p: Partial) -> Actual {
+    let mut old: HashMap<ServiceKey, (ipvs::Service, Vec<ViewDest>)> =
+        old.map(|v| v.services.into_iter().map(|(s, d)| (s.key, (s, d))).collect()).unwrap_or_default();
+    let mut dests = p.dests;
+    let mut table = Vec::with_capacity(p.services.len());
+    for s in p.services {
+        let read = dests.remove(&s.key);
+        let entry = match old.remove(&s.key) {
+            Some((mut have, mut d)) => {
+                if have != s {
+                    have = s;
+                }
+                if let Some(read) = read
+                    && d != read
+                {
+                    d.clone_from(&read);
+                }
+                (have, d)
+            }
+            None => (s, read.unwrap_or_default()),
+        };
+        table.push(entry);
+    }
+    Actual { services: table }
+}
+
 fn op_key(op: &Op) -> ServiceKey {
     match op {
         Op::NewService(s) | Op::SetService(s) => s.key,
@@ -306,6 +343,24 @@ impl Control {
         }
     }
 
+    /// A pass planned against the view alone; answers `reply`.
+    fn fast(&mut self, target: &Target, reply: oneshot::Sender<PassReport>) {
+        let t0 = Instant::now();
+        let mut r = PassReport::default();
+        self.repair(target, &mut r);
+        self.timeouts(target, &mut r);
+        r.duration_ms = t0.elapsed().as_millis() as u64;
+        let _ = reply.send(r);
+        if target.scope.is_none() {
+            // A whole-config pass (an apply) planned over every service and
+            // may have executed thousands of ops: give its transient memory
+            // back now rather than after the next verify pass (seconds
+            // later at 10,000 services). Scoped passes (a weight edit, a
+            // check's verdict) skip it: they allocate little.
+            crate::daemon::release_free_memory();
+        }
+    }
+
     /// Starts a verify read (in the reader thread, or inline).
     fn start_verify(&mut self, f: InFlight) {
         let full = self.view.as_ref().is_none_or(|v| v.services.len() <= FULL_DUMP_MAX);
@@ -338,19 +393,7 @@ impl Control {
             }
             Ok(p) => {
                 r.verified_services = p.dests.len();
-                let mut old: HashMap<ServiceKey, Vec<ViewDest>> = self
-                    .view
-                    .take()
-                    .map(|v| v.services.into_iter().map(|(s, d)| (s.key, d)).collect())
-                    .unwrap_or_default();
-                let mut dests = p.dests;
-                let mut table = Vec::with_capacity(p.services.len());
-                for s in p.services {
-                    let key = s.key;
-                    let d = dests.remove(&key).or_else(|| old.remove(&key)).unwrap_or_default();
-                    table.push((s, d));
-                }
-                let mut view = Actual { services: table };
+                let mut view = merge_read(self.view.take(), p);
                 // Ops executed while the read ran: the read may or may not
                 // have seen them; applying them again gives the final state.
                 for (_, op) in self.journal.iter().filter(|(n, _)| *n > started) {
@@ -378,23 +421,13 @@ impl Control {
         match job {
             Job::Reconcile { target, mode, reply } => {
                 if mode == Mode::Fast && self.view.is_some() && self.in_flight.is_none() {
-                    let t0 = Instant::now();
-                    let mut r = PassReport::default();
-                    self.repair(&target, &mut r);
-                    self.timeouts(&target, &mut r);
-                    r.duration_ms = t0.elapsed().as_millis() as u64;
-                    let _ = reply.send(r);
+                    self.fast(&target, reply);
                     return;
                 }
                 if mode == Mode::Fast && self.view.is_some() {
                     // A read is in flight: plan against the current view now
                     // (its ops are journalled and replayed onto the new view).
-                    let t0 = Instant::now();
-                    let mut r = PassReport::default();
-                    self.repair(&target, &mut r);
-                    self.timeouts(&target, &mut r);
-                    r.duration_ms = t0.elapsed().as_millis() as u64;
-                    let _ = reply.send(r);
+                    self.fast(&target, reply);
                     // Passes in flight or queued repair towards the newest
                     // config (a scoped target still carries all of it).
                     let newest = Target { scope: None, ..target };
