@@ -544,6 +544,14 @@ fn bench_checks(runs: usize, sizes: &[usize], window: u64, who: &str) -> Result<
                 let u = measure(&mut g, "lbd", &farm.ns, n, window)?;
                 let sum = g.sh_ok("lbd ctl checks | sed -n '/\"summary\"/,$p' | tr -d ' \n'; echo")?;
                 eprintln!("run {} lbd {n}: {u:?} {sum}", run + 1);
+                // What the guest's clock costs (a clocksource without vDSO
+                // support makes every clock read a syscall) and where lbd's
+                // CPU went, per thread (ticks since lbd started: user system).
+                let info = g.sh_ok(
+                    "cd /sys/devices/system/clocksource/clocksource0; echo clocksource $(cat current_clocksource) of $(cat available_clocksource); \
+                     for t in /proc/$(pidof lbd)/task/*; do echo \"thread $(cat $t/comm): $(cut -d' ' -f14,15 $t/stat)\"; done",
+                )?;
+                eprintln!("run {} lbd {n}: {}", run + 1, info.trim().replace('\n', "; "));
                 res.entry((n, "lbd")).or_default().push(u);
             }
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
