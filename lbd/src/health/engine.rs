@@ -221,6 +221,17 @@ enum Kind {
     Deadline,
 }
 
+/// Where a check's rounds fall in its period: the gap between its first and
+/// second round, from a hash of what it checks (deterministic: the same
+/// config spreads its checks the same way on every start), so 2,000 checks
+/// of 1 s connect about two a millisecond instead of 2,000 in one burst.
+fn phase(c: &Check) -> Duration {
+    // `new()` has fixed keys: the same on every run of this build.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    c.hash(&mut h);
+    Duration::from_millis(1 + h.finish() % c.timing.delay_loop_ms.max(1))
+}
+
 /// A probe's end: its check, and its outcome (`None`: cut at its deadline).
 type Done = (u32, u32, Option<Outcome>);
 
@@ -228,6 +239,9 @@ async fn attempt(i: u32, tag: u32, check: Arc<Check>, cut: AbortRegistration) ->
     let o = Abortable::new(probe::unbounded(&check), cut).await.ok();
     (i, tag, o)
 }
+
+/// One attempt of a check, with the slot and tag its end is reported to.
+type Attempt = (u32, u32, Arc<Check>, AbortRegistration);
 
 impl Sched {
     fn slot(&mut self, i: u32, tag: u32) -> Option<&mut Slot> {
@@ -268,7 +282,7 @@ impl Sched {
             let mut h = std::collections::hash_map::DefaultHasher::new();
             c.hash(&mut h);
             unix().hash(&mut h);
-            let m = Machine::new(c.timing, initial, h.finish());
+            let m = Machine::new(c.timing, initial, h.finish()).with_phase(phase(&c));
             let tag = self.next_tag;
             self.next_tag = self.next_tag.wrapping_add(1);
             let slot = Slot {
@@ -365,6 +379,21 @@ impl Sched {
         }
     }
 
+    /// The next waiting attempt whose check still runs, its deadline on
+    /// the heap.
+    fn start(&mut self, now: Duration) -> Option<Attempt> {
+        while let Some((i, tag)) = self.waiting.pop_front() {
+            let Some(slot) = self.slot(i, tag) else { continue };
+            let (cut, reg) = AbortHandle::new_pair();
+            let deadline = now + probe::limit(&slot.check);
+            slot.probe = Some((now, deadline, cut));
+            let check = slot.check.clone();
+            self.timers.push(Reverse((deadline, i, tag, Kind::Deadline)));
+            return Some((i, tag, check, reg));
+        }
+        None
+    }
+
     fn result(&mut self, (i, tag, o): Done, now: Duration) {
         self.counters.attempts.fetch_add(1, Ordering::Relaxed);
         let Some(s) = self.slot(i, tag) else { return };
@@ -390,19 +419,25 @@ impl Sched {
     }
 }
 
+impl Sched {
+    fn new(statuses: Statuses, counters: Arc<Counters>, hook: Hook) -> Self {
+        Sched {
+            slots: Vec::new(),
+            free: Vec::new(),
+            index: HashMap::new(),
+            timers: BinaryHeap::new(),
+            waiting: VecDeque::new(),
+            next_tag: 0,
+            statuses,
+            counters,
+            hook,
+        }
+    }
+}
+
 async fn run(mut rx: mpsc::UnboundedReceiver<Cmd>, statuses: Statuses, counters: Arc<Counters>, hook: Hook) {
     let epoch = Instant::now();
-    let mut s = Sched {
-        slots: Vec::new(),
-        free: Vec::new(),
-        index: HashMap::new(),
-        timers: BinaryHeap::new(),
-        waiting: VecDeque::new(),
-        next_tag: 0,
-        statuses,
-        counters,
-        hook,
-    };
+    let mut s = Sched::new(statuses, counters, hook);
     let mut probes = FuturesUnordered::new();
     let sleep = tokio::time::sleep_until(epoch);
     tokio::pin!(sleep);
@@ -411,15 +446,9 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Cmd>, statuses: Statuses, counters:
         let now = epoch.elapsed();
         s.fire(now);
         while probes.len() < CONCURRENCY
-            && let Some((i, tag)) = s.waiting.pop_front()
+            && let Some((i, tag, check, reg)) = s.start(now)
         {
-            if let Some(slot) = s.slot(i, tag) {
-                let (cut, reg) = AbortHandle::new_pair();
-                let deadline = now + probe::limit(&slot.check);
-                slot.probe = Some((now, deadline, cut));
-                probes.push(attempt(i, tag, slot.check.clone(), reg));
-                s.timers.push(Reverse((deadline, i, tag, Kind::Deadline)));
-            }
+            probes.push(attempt(i, tag, check, reg));
         }
         s.counters.waiting.store(s.waiting.len() as u64, Ordering::Relaxed);
         let next = s.timers.peek().map(|r| r.0.0);
@@ -438,5 +467,107 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Cmd>, statuses: Statuses, counters:
             Some(done) = probes.next(), if !probes.is_empty() => s.result(done, epoch.elapsed()),
             () = &mut sleep, if sleeping.is_some() => sleeping = None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::config::Probe;
+
+    const MS: fn(u64) -> Duration = Duration::from_millis;
+
+    fn check(i: usize, delay_ms: u64) -> Check {
+        let mut c = Check {
+            target: format!("10.200.{}.{}:80", i / 250, i % 250 + 1).parse().unwrap(),
+            probe: Probe::Tcp,
+            timing: Default::default(),
+            bind: None,
+            mark: 0,
+            via_vip_to: None,
+        };
+        c.timing.delay_loop_ms = delay_ms;
+        c
+    }
+
+    fn sched() -> (Sched, Arc<Mutex<Vec<Transition>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        let hook: Hook = Arc::new(move |t| lock(&s2).push(t));
+        (Sched::new(Default::default(), Default::default(), hook), seen)
+    }
+
+    /// Runs every probe as passing after 1 ms until `until`, returning the
+    /// start times of the rounds after the first, per check.
+    fn simulate(s: &mut Sched, until: Duration) -> Vec<Duration> {
+        let mut starts = Vec::new();
+        let mut now = Duration::ZERO;
+        while now <= until {
+            s.fire(now);
+            let mut done = Vec::new();
+            while let Some((i, tag, _, _)) = s.start(now) {
+                if now > Duration::ZERO {
+                    starts.push(now);
+                }
+                done.push((i, tag));
+            }
+            for (i, tag) in done {
+                s.result((i, tag, Some(Outcome::ok("connected", MS(1)))), now + MS(1));
+            }
+            now += MS(1);
+        }
+        starts
+    }
+
+    #[test]
+    fn rounds_are_spread_over_the_period_deterministically() {
+        let (mut s, _) = sched();
+        let checks: Vec<(Check, Health)> = (0..2000).map(|i| (check(i, 1000), Health::Up)).collect();
+        s.apply(checks.clone(), Duration::ZERO);
+        s.fire(Duration::ZERO);
+        assert_eq!(s.waiting.len(), 2000, "every check's first round runs at once");
+        let starts = simulate(&mut s, MS(2000));
+        // Each check once in (0, 1000] and once a period later.
+        assert_eq!(starts.len(), 4000, "{}", starts.len());
+        let mut per_100ms = [0u32; 10];
+        for t in starts.iter().filter(|t| **t <= MS(1000)) {
+            per_100ms[((t.as_millis() - 1) / 100) as usize] += 1;
+        }
+        for n in per_100ms {
+            assert!((120..=280).contains(&n), "spread unevenly: {per_100ms:?}");
+        }
+        // The same phases on another start.
+        for i in [0, 7, 1999] {
+            assert_eq!(phase(&checks[i].0), phase(&check(i, 1000)));
+            assert!(phase(&checks[i].0) > Duration::ZERO && phase(&checks[i].0) <= MS(1000));
+        }
+    }
+
+    #[test]
+    fn a_check_removed_mid_probe_is_cut_and_its_result_ignored() {
+        let (mut s, seen) = sched();
+        s.apply(vec![(check(1, 1000), Health::Unknown), (check(2, 1000), Health::Unknown)], Duration::ZERO);
+        s.fire(Duration::ZERO);
+        let a = s.start(Duration::ZERO).unwrap();
+        let b = s.start(Duration::ZERO).unwrap();
+        let (gone, kept) =
+            if s.slots[a.0 as usize].as_ref().unwrap().check.target == check(1, 1000).target { (a, b) } else { (b, a) };
+        s.apply(vec![(check(2, 1000), Health::Unknown)], MS(10));
+        // The removed check's probe ends at its next poll, without running.
+        let fut = attempt(gone.0, gone.1, gone.2, gone.3);
+        let done = futures::executor::block_on(fut);
+        assert_eq!(done.2, None, "cut");
+        s.result(done, MS(10));
+        assert!(lock(&seen).is_empty(), "no verdict for a removed check");
+        assert_eq!(s.index.len(), 1);
+        assert_eq!(lock(&s.statuses).len(), 1);
+        // Its slot is reused by a new check, which ignores the old deadline.
+        s.apply(vec![(check(2, 1000), Health::Unknown), (check(3, 1000), Health::Unknown)], MS(20));
+        s.fire(MS(1000));
+        s.result((kept.0, kept.1, Some(Outcome::ok("connected", MS(1)))), MS(30));
+        let t = lock(&seen);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].check.target, check(2, 1000).target);
+        assert_eq!(t[0].to, Health::Up);
     }
 }
