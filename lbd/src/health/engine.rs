@@ -202,8 +202,8 @@ struct Slot {
 }
 
 /// All checks in one task: a heap of timers (one `Sleep` for the earliest),
-/// the probes in flight in one `FuturesUnordered`, the attempts over the
-/// concurrency bound in a queue. A check costs no task, no timer of the
+/// TCP connects in flight on one epoll set, the other probes in one
+/// `FuturesUnordered`, the attempts over the concurrency bound in a queue. A check costs no task, no timer of the
 /// runtime and no wakeup of its own between rounds; a result that changes
 /// nothing updates its status under one uncontended lock.
 struct Sched {
@@ -499,7 +499,7 @@ impl Sched {
             }
             let Some((started, _, Cut::Tcp(sock))) = s.probe.take() else { continue };
             self.tcp -= 1;
-            let r = probe::tcp_finish(sock);
+            let r = probe::tcp_finish(sock, e.events().intersects(EpollFlags::EPOLLERR | EpollFlags::EPOLLHUP));
             self.counters.attempts.fetch_add(1, Ordering::Relaxed);
             self.record(i, tag, outcome(r, now.saturating_sub(started)), now);
         }

@@ -98,9 +98,12 @@ pub fn tcp_start(c: &Check) -> Result<Socket, Reason> {
 }
 
 /// The verdict of a connect started by [`tcp_start`] once its socket
-/// reported readiness; closes it (with an RST when connected).
-pub fn tcp_finish(s: Socket) -> Result<Reason, Reason> {
-    match s.take_error() {
+/// reported readiness (`error`: with an error or hang-up); closes it (with
+/// an RST when connected). A socket that is writable without error is
+/// connected: only a failure costs the SO_ERROR read, for its reason.
+pub fn tcp_finish(s: Socket, error: bool) -> Result<Reason, Reason> {
+    let e = if error { s.take_error() } else { Ok(None) };
+    match e {
         Ok(None) => {
             let _ = s.set_linger(Some(Duration::ZERO));
             Ok(Cow::Borrowed("connected"))

@@ -564,7 +564,7 @@ fn bench_checks(runs: usize, sizes: &[usize], window: u64, who: &str) -> Result<
                 // support makes every clock read a syscall) and where lbd's
                 // CPU went in the window, per thread (% of a core, user + system).
                 let cs = g.sh_ok(
-                    "cd /sys/devices/system/clocksource/clocksource0; echo $(cat current_clocksource) of $(cat available_clocksource)",
+                    "cd /sys/devices/system/clocksource/clocksource0; echo $(cat current_clocksource) of $(cat available_clocksource), meltdown: $(cat /sys/devices/system/cpu/vulnerabilities/meltdown)",
                 )?;
                 let per: Vec<String> = t1
                     .iter()
