@@ -243,14 +243,22 @@ enum Kind {
 
 /// Where a check's rounds fall in its period: the gap between its first and
 /// second round, from a hash of what it checks (deterministic: the same
-/// config spreads its checks the same way on every start), so 2,000 checks
-/// of 1 s connect about two a millisecond instead of 2,000 in one burst.
+/// config spreads its checks the same way on every start). Phases are
+/// multiples of [`QUANTUM_MS`]: 2,000 checks of 1 s connect in 50 batches
+/// of about 40 a second rather than in one burst of 2,000, and the
+/// scheduler wakes for their timers 50 times a second rather than 2,000
+/// (each wakeup and each lone connect costs the kernel more than a batch).
 fn phase(c: &Check) -> Duration {
     // `new()` has fixed keys: the same on every run of this build.
     let mut h = std::collections::hash_map::DefaultHasher::new();
     c.hash(&mut h);
-    Duration::from_millis(1 + h.finish() % c.timing.delay_loop_ms.max(1))
+    let period = c.timing.delay_loop_ms.max(1);
+    let slots = (period / QUANTUM_MS).max(1);
+    Duration::from_millis((1 + h.finish() % slots) * period / slots)
 }
+
+/// The granularity of the checks' phases, ms.
+const QUANTUM_MS: u64 = 20;
 
 fn outcome(r: Result<probe::Reason, probe::Reason>, latency: Duration) -> Outcome {
     match r {
@@ -675,7 +683,8 @@ mod tests {
         for n in per_100ms {
             assert!((120..=280).contains(&n), "spread unevenly: {per_100ms:?}");
         }
-        // The same phases on another start.
+        // In 50 batches of 20 ms; the same phases on another start.
+        assert!(checks.iter().all(|(c, _)| phase(c).as_millis().is_multiple_of(20)));
         for i in [0, 7, 1999] {
             assert_eq!(phase(&checks[i].0), phase(&check(i, 1000)));
             assert!(phase(&checks[i].0) > Duration::ZERO && phase(&checks[i].0) <= MS(1000));
