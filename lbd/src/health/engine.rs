@@ -14,15 +14,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use std::os::fd::{AsRawFd, RawFd};
+
 use futures::future::{AbortHandle, AbortRegistration, Abortable};
 use futures::stream::{FuturesUnordered, StreamExt};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use socket2::Socket;
 
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::warn;
 
-use super::config::Check;
+use super::config::{Check, Probe};
 use super::fsm::{Action, Event, Health, Machine, Outcome};
 use super::probe;
 
@@ -191,15 +195,15 @@ struct Slot {
     tag: u32,
     armed: Option<Duration>,
     /// The probe in flight: when it started, its deadline, how to cut it.
-    probe: Option<(Duration, Duration, AbortHandle)>,
+    probe: Option<(Duration, Duration, Cut)>,
     rounds: u64,
     last_round: Option<Duration>,
     last_latency: f64,
 }
 
 /// All checks in one task: a heap of timers (one `Sleep` for the earliest),
-/// the probes in flight in one `FuturesUnordered`, the attempts over the
-/// concurrency bound in a queue. A check costs no task, no timer of the
+/// TCP connects in flight on one epoll set, the other probes in one
+/// `FuturesUnordered`, the attempts over the concurrency bound in a queue. A check costs no task, no timer of the
 /// runtime and no wakeup of its own between rounds; a result that changes
 /// nothing updates its status under one uncontended lock.
 struct Sched {
@@ -210,15 +214,57 @@ struct Sched {
     timers: BinaryHeap<Reverse<(Duration, u32, u32, Kind)>>,
     waiting: VecDeque<(u32, u32)>,
     next_tag: u32,
+    /// TCP checks' connects, waited for here rather than by futures (a TCP
+    /// check is the hot path: under TCG the future, its waker and tokio's
+    /// registration cost several times the connect itself); `None` runs
+    /// them as futures too.
+    ep: Option<Epoll>,
+    /// Connects on `ep` in flight.
+    tcp: usize,
     statuses: Statuses,
     counters: Arc<Counters>,
     hook: Hook,
+}
+
+/// How a probe in flight ends early.
+enum Cut {
+    /// A probe future: abort it (it ends with `None` at its next poll).
+    Future(AbortHandle),
+    /// A TCP connect on the scheduler's epoll set: its socket (closing it
+    /// also takes it out of the set).
+    Tcp(Socket),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Kind {
     Timer,
     Deadline,
+}
+
+/// Where a check's rounds fall in its period: the gap between its first and
+/// second round, from a hash of what it checks (deterministic: the same
+/// config spreads its checks the same way on every start). Phases are
+/// multiples of [`QUANTUM_MS`]: 2,000 checks of 1 s connect in 50 batches
+/// of about 40 a second rather than in one burst of 2,000, and the
+/// scheduler wakes for their timers 50 times a second rather than 2,000
+/// (each wakeup and each lone connect costs the kernel more than a batch).
+fn phase(c: &Check) -> Duration {
+    // `new()` has fixed keys: the same on every run of this build.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    c.hash(&mut h);
+    let period = c.timing.delay_loop_ms.max(1);
+    let slots = (period / QUANTUM_MS).max(1);
+    Duration::from_millis((1 + h.finish() % slots) * period / slots)
+}
+
+/// The granularity of the checks' phases, ms.
+const QUANTUM_MS: u64 = 20;
+
+fn outcome(r: Result<probe::Reason, probe::Reason>, latency: Duration) -> Outcome {
+    match r {
+        Ok(reason) => Outcome::ok(reason, latency),
+        Err(reason) => Outcome::fail(reason, latency),
+    }
 }
 
 /// A probe's end: its check, and its outcome (`None`: cut at its deadline).
@@ -228,6 +274,30 @@ async fn attempt(i: u32, tag: u32, check: Arc<Check>, cut: AbortRegistration) ->
     let o = Abortable::new(probe::unbounded(&check), cut).await.ok();
     (i, tag, o)
 }
+
+/// An epoll set's descriptor, watched by tokio's reactor (owned by its
+/// `Epoll`, which outlives the watch).
+struct RawEp(RawFd);
+
+impl AsRawFd for RawEp {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+fn register_raw(fd: RawFd) -> std::io::Result<tokio::io::unix::AsyncFd<RawEp>> {
+    // SAFETY: `fd` is the open descriptor of the scheduler's epoll set,
+    // which is closed only after this registration is dropped (`run`
+    // declares the set first, so drops it last).
+    #[allow(unsafe_code)]
+    unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(RawEp(fd), tokio::io::Interest::READABLE)
+            .map_err(std::io::Error::from)
+    }
+}
+
+/// One attempt of a check, with the slot and tag its end is reported to.
+type Attempt = (u32, u32, Arc<Check>, AbortRegistration);
 
 impl Sched {
     fn slot(&mut self, i: u32, tag: u32) -> Option<&mut Slot> {
@@ -242,7 +312,7 @@ impl Sched {
                 // Its probe in flight ends now: an orphan connecting to a
                 // silent address would hold a concurrency slot for minutes.
                 if let Some((_, _, cut)) = self.slots[i].take().and_then(|s| s.probe) {
-                    cut.abort();
+                    self.cut(cut);
                 }
                 self.free.push(i);
             }
@@ -268,7 +338,7 @@ impl Sched {
             let mut h = std::collections::hash_map::DefaultHasher::new();
             c.hash(&mut h);
             unix().hash(&mut h);
-            let m = Machine::new(c.timing, initial, h.finish());
+            let m = Machine::new(c.timing, initial, h.finish()).with_phase(phase(&c));
             let tag = self.next_tag;
             self.next_tag = self.next_tag.wrapping_add(1);
             let slot = Slot {
@@ -354,22 +424,113 @@ impl Sched {
                     let acts = s.m.handle(now, Event::Timer);
                     self.act(i, tag, acts, now);
                 }
-                Kind::Deadline => {
-                    if let Some((_, deadline, cut)) = &s.probe
-                        && *deadline == at
-                    {
-                        cut.abort(); // its future ends with `None` at its next poll
-                    }
-                }
+                Kind::Deadline => match &s.probe {
+                    Some((_, deadline, Cut::Future(cut))) if *deadline == at => cut.abort(),
+                    Some((_, deadline, Cut::Tcp(_))) if *deadline == at => self.result((i, tag, None), now),
+                    _ => {}
+                },
             }
         }
+    }
+
+    fn cut(&mut self, cut: Cut) {
+        match cut {
+            Cut::Future(h) => h.abort(),
+            Cut::Tcp(sock) => {
+                self.tcp -= 1;
+                drop(sock);
+            }
+        }
+    }
+
+    /// Starts waiting attempts whose checks still run, their deadlines on
+    /// the heap, while fewer than `room` are in flight: TCP connects on the
+    /// epoll set, the others returned to be run as futures.
+    fn start(&mut self, now: Duration, room: usize) -> Option<Attempt> {
+        while self.tcp < room
+            && let Some((i, tag)) = self.waiting.pop_front()
+        {
+            let ep = self.ep.as_ref();
+            let Some(slot) = self.slots.get_mut(i as usize).and_then(Option::as_mut).filter(|s| s.tag == tag) else {
+                continue;
+            };
+            let deadline = now + probe::limit(&slot.check);
+            self.timers.push(Reverse((deadline, i, tag, Kind::Deadline)));
+            if let Some(ep) = ep
+                && matches!(slot.check.probe, Probe::Tcp)
+            {
+                match probe::tcp_start(&slot.check) {
+                    Ok(sock) => {
+                        let ev = EpollEvent::new(EpollFlags::EPOLLOUT, u64::from(i) << 32 | u64::from(tag));
+                        let added = ep.add(&sock, ev);
+                        slot.probe = Some((now, deadline, Cut::Tcp(sock)));
+                        self.tcp += 1;
+                        if let Err(e) = added {
+                            self.finish(i, tag, Err(probe::io_reason(&e.into()).into()), now);
+                        }
+                    }
+                    Err(reason) => {
+                        // Failed at once (no socket, bind, unreachable).
+                        slot.probe = Some((now, deadline, Cut::Future(AbortHandle::new_pair().0)));
+                        self.finish(i, tag, Err(reason), now);
+                    }
+                }
+                continue;
+            }
+            let (cut, reg) = AbortHandle::new_pair();
+            slot.probe = Some((now, deadline, Cut::Future(cut)));
+            return Some((i, tag, slot.check.clone(), reg));
+        }
+        None
+    }
+
+    /// Ends the attempt in flight of slot `i` with this verdict.
+    fn finish(&mut self, i: u32, tag: u32, r: Result<probe::Reason, probe::Reason>, now: Duration) {
+        let Some(s) = self.slot(i, tag) else { return };
+        let Some((started, _, cut)) = s.probe.take() else { return };
+        self.cut(cut);
+        self.counters.attempts.fetch_add(1, Ordering::Relaxed);
+        self.record(i, tag, outcome(r, now.saturating_sub(started)), now);
+    }
+
+    /// Takes the TCP connects that are done off the epoll set and judges
+    /// them; true when the batch was full (more may be ready).
+    fn connects(&mut self, now: Duration) -> bool {
+        let Some(ep) = &self.ep else { return false };
+        let mut evs = [EpollEvent::empty(); 256];
+        let n = ep.wait(&mut evs, EpollTimeout::ZERO).unwrap_or(0);
+        for e in &evs[..n] {
+            let (i, tag) = ((e.data() >> 32) as u32, e.data() as u32);
+            let Some(s) = self.slot(i, tag) else { continue };
+            if !matches!(s.probe, Some((_, _, Cut::Tcp(_)))) {
+                continue;
+            }
+            let Some((started, _, Cut::Tcp(sock))) = s.probe.take() else { continue };
+            self.tcp -= 1;
+            let r = probe::tcp_finish(sock, e.events().intersects(EpollFlags::EPOLLERR | EpollFlags::EPOLLHUP));
+            self.counters.attempts.fetch_add(1, Ordering::Relaxed);
+            self.record(i, tag, outcome(r, now.saturating_sub(started)), now);
+        }
+        n == evs.len()
     }
 
     fn result(&mut self, (i, tag, o): Done, now: Duration) {
         self.counters.attempts.fetch_add(1, Ordering::Relaxed);
         let Some(s) = self.slot(i, tag) else { return };
-        let Some((started, _, _)) = s.probe.take() else { return };
-        let o = o.unwrap_or_else(|| probe::timed_out(probe::limit(&s.check), now.saturating_sub(started)));
+        let Some((started, _, cut)) = s.probe.take() else { return };
+        let limit = probe::limit(&s.check);
+        if let Cut::Tcp(sock) = cut {
+            // A connect cut at its deadline.
+            drop(sock);
+            self.tcp -= 1;
+        }
+        let o = o.unwrap_or_else(|| probe::timed_out(limit, now.saturating_sub(started)));
+        self.record(i, tag, o, now);
+    }
+
+    /// Counts an attempt's outcome and feeds it to its check's machine.
+    fn record(&mut self, i: u32, tag: u32, o: Outcome, now: Duration) {
+        let Some(s) = self.slot(i, tag) else { return };
         s.last_latency = o.latency.as_secs_f64() * 1000.0;
         {
             let mut st = lock(&s.st);
@@ -390,19 +551,35 @@ impl Sched {
     }
 }
 
+impl Sched {
+    fn new(statuses: Statuses, counters: Arc<Counters>, hook: Hook) -> Self {
+        Sched {
+            slots: Vec::new(),
+            free: Vec::new(),
+            index: HashMap::new(),
+            timers: BinaryHeap::new(),
+            waiting: VecDeque::new(),
+            next_tag: 0,
+            ep: None,
+            tcp: 0,
+            statuses,
+            counters,
+            hook,
+        }
+    }
+}
+
 async fn run(mut rx: mpsc::UnboundedReceiver<Cmd>, statuses: Statuses, counters: Arc<Counters>, hook: Hook) {
     let epoch = Instant::now();
-    let mut s = Sched {
-        slots: Vec::new(),
-        free: Vec::new(),
-        index: HashMap::new(),
-        timers: BinaryHeap::new(),
-        waiting: VecDeque::new(),
-        next_tag: 0,
-        statuses,
-        counters,
-        hook,
-    };
+    let mut s = Sched::new(statuses, counters, hook);
+    // The TCP connects' epoll set, itself watched by tokio's reactor.
+    let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).ok();
+    let watch = ep.as_ref().and_then(|e| register_raw(e.0.as_raw_fd()).ok());
+    if watch.is_some() {
+        s.ep = ep;
+    } else {
+        warn!("health checks: no epoll set of their own; TCP checks run as futures");
+    }
     let mut probes = FuturesUnordered::new();
     let sleep = tokio::time::sleep_until(epoch);
     tokio::pin!(sleep);
@@ -410,16 +587,8 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Cmd>, statuses: Statuses, counters:
     loop {
         let now = epoch.elapsed();
         s.fire(now);
-        while probes.len() < CONCURRENCY
-            && let Some((i, tag)) = s.waiting.pop_front()
-        {
-            if let Some(slot) = s.slot(i, tag) {
-                let (cut, reg) = AbortHandle::new_pair();
-                let deadline = now + probe::limit(&slot.check);
-                slot.probe = Some((now, deadline, cut));
-                probes.push(attempt(i, tag, slot.check.clone(), reg));
-                s.timers.push(Reverse((deadline, i, tag, Kind::Deadline)));
-            }
+        while let Some((i, tag, check, reg)) = s.start(now, CONCURRENCY - probes.len().min(CONCURRENCY)) {
+            probes.push(attempt(i, tag, check, reg));
         }
         s.counters.waiting.store(s.waiting.len() as u64, Ordering::Relaxed);
         let next = s.timers.peek().map(|r| r.0.0);
@@ -436,7 +605,155 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Cmd>, statuses: Statuses, counters:
                 None => break,
             },
             Some(done) = probes.next(), if !probes.is_empty() => s.result(done, epoch.elapsed()),
+            ready = async { watch.as_ref()?.readable().await.ok() }, if watch.is_some() && s.tcp > 0 => {
+                if let Some(mut g) = ready
+                    && !s.connects(epoch.elapsed())
+                {
+                    g.clear_ready();
+                }
+            }
             () = &mut sleep, if sleeping.is_some() => sleeping = None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::config::Probe;
+
+    const MS: fn(u64) -> Duration = Duration::from_millis;
+
+    fn check(i: usize, delay_ms: u64) -> Check {
+        let mut c = Check {
+            target: format!("10.200.{}.{}:80", i / 250, i % 250 + 1).parse().unwrap(),
+            probe: Probe::Tcp,
+            timing: Default::default(),
+            bind: None,
+            mark: 0,
+            via_vip_to: None,
+        };
+        c.timing.delay_loop_ms = delay_ms;
+        c
+    }
+
+    fn sched() -> (Sched, Arc<Mutex<Vec<Transition>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        let hook: Hook = Arc::new(move |t| lock(&s2).push(t));
+        (Sched::new(Default::default(), Default::default(), hook), seen)
+    }
+
+    /// Runs every probe as passing after 1 ms until `until`, returning the
+    /// start times of the rounds after the first, per check.
+    fn simulate(s: &mut Sched, until: Duration) -> Vec<Duration> {
+        let mut starts = Vec::new();
+        let mut now = Duration::ZERO;
+        while now <= until {
+            s.fire(now);
+            let mut done = Vec::new();
+            while let Some((i, tag, _, _)) = s.start(now, CONCURRENCY) {
+                if now > Duration::ZERO {
+                    starts.push(now);
+                }
+                done.push((i, tag));
+            }
+            for (i, tag) in done {
+                s.result((i, tag, Some(Outcome::ok("connected", MS(1)))), now + MS(1));
+            }
+            now += MS(1);
+        }
+        starts
+    }
+
+    #[test]
+    fn rounds_are_spread_over_the_period_deterministically() {
+        let (mut s, _) = sched();
+        let checks: Vec<(Check, Health)> = (0..2000).map(|i| (check(i, 1000), Health::Up)).collect();
+        s.apply(checks.clone(), Duration::ZERO);
+        s.fire(Duration::ZERO);
+        assert_eq!(s.waiting.len(), 2000, "every check's first round runs at once");
+        let starts = simulate(&mut s, MS(2000));
+        // Each check once in (0, 1000] and once a period later.
+        assert_eq!(starts.len(), 4000, "{}", starts.len());
+        let mut per_100ms = [0u32; 10];
+        for t in starts.iter().filter(|t| **t <= MS(1000)) {
+            per_100ms[((t.as_millis() - 1) / 100) as usize] += 1;
+        }
+        for n in per_100ms {
+            assert!((120..=280).contains(&n), "spread unevenly: {per_100ms:?}");
+        }
+        // In 50 batches of 20 ms; the same phases on another start.
+        assert!(checks.iter().all(|(c, _)| phase(c).as_millis().is_multiple_of(20)));
+        for i in [0, 7, 1999] {
+            assert_eq!(phase(&checks[i].0), phase(&check(i, 1000)));
+            assert!(phase(&checks[i].0) > Duration::ZERO && phase(&checks[i].0) <= MS(1000));
+        }
+    }
+
+    #[test]
+    fn a_check_removed_mid_probe_is_cut_and_its_result_ignored() {
+        let (mut s, seen) = sched();
+        s.apply(vec![(check(1, 1000), Health::Unknown), (check(2, 1000), Health::Unknown)], Duration::ZERO);
+        s.fire(Duration::ZERO);
+        let a = s.start(Duration::ZERO, CONCURRENCY).unwrap();
+        let b = s.start(Duration::ZERO, CONCURRENCY).unwrap();
+        let (gone, kept) =
+            if s.slots[a.0 as usize].as_ref().unwrap().check.target == check(1, 1000).target { (a, b) } else { (b, a) };
+        s.apply(vec![(check(2, 1000), Health::Unknown)], MS(10));
+        // The removed check's probe ends at its next poll, without running.
+        let fut = attempt(gone.0, gone.1, gone.2, gone.3);
+        let done = futures::executor::block_on(fut);
+        assert_eq!(done.2, None, "cut");
+        s.result(done, MS(10));
+        assert!(lock(&seen).is_empty(), "no verdict for a removed check");
+        assert_eq!(s.index.len(), 1);
+        assert_eq!(lock(&s.statuses).len(), 1);
+        // Its slot is reused by a new check, which ignores the old deadline.
+        s.apply(vec![(check(2, 1000), Health::Unknown), (check(3, 1000), Health::Unknown)], MS(20));
+        s.fire(MS(1000));
+        s.result((kept.0, kept.1, Some(Outcome::ok("connected", MS(1)))), MS(30));
+        let t = lock(&seen);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].check.target, check(2, 1000).target);
+        assert_eq!(t[0].to, Health::Up);
+    }
+
+    #[test]
+    fn tcp_checks_connect_on_the_epoll_set_and_are_cut_at_their_deadline() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = l.local_addr().unwrap();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let at = |a: std::net::SocketAddr| Check { target: a, ..check(0, 1000) };
+        let (mut s, seen) = sched();
+        s.ep = Some(Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).unwrap());
+        s.apply(vec![(at(open), Health::Unknown), (at(closed), Health::Unknown)], Duration::ZERO);
+        s.fire(Duration::ZERO);
+        assert!(s.start(Duration::ZERO, CONCURRENCY).is_none(), "no future for a TCP check");
+        assert_eq!(s.tcp, 2);
+        for _ in 0..200 {
+            s.connects(MS(1));
+            if s.tcp == 0 {
+                break;
+            }
+            std::thread::sleep(MS(5));
+        }
+        assert_eq!(s.tcp, 0);
+        {
+            let t = lock(&seen);
+            let verdict =
+                |a| t.iter().find(|t| t.check.target == a).map(|t| (t.to, t.reason.clone())).expect("a verdict");
+            assert_eq!(verdict(open), (Health::Up, "connected".to_string()));
+            assert_eq!(verdict(closed), (Health::Down, "connection refused".to_string()));
+        }
+        // The next round of the open one, never looked at: cut at its deadline.
+        let next = s.timers.iter().filter(|r| r.0.3 == Kind::Timer).map(|r| r.0.0).max().unwrap();
+        s.fire(next);
+        assert!(s.start(next, CONCURRENCY).is_none());
+        assert!(s.tcp >= 1);
+        s.fire(next + probe::limit(&at(open)));
+        assert_eq!(s.tcp, 0, "sockets closed at the deadline");
+        let st = s.statuses.lock().unwrap();
+        assert!(st.values().any(|v| v.lock().unwrap().last_reason == "timeout after 3 s"));
     }
 }

@@ -18,6 +18,16 @@
 //! period by that lateness every round (it did: 1.14 s instead of 1 s with
 //! 1,000 checks in a TCG guest). A timer more than a period late (a
 //! suspended box) restarts the schedule from now instead of catching up.
+//!
+//! Checks are spread over their period: all of them start together (at
+//! boot, or when a config adds them), but each is given a *phase*, the gap
+//! between its first and second round (in `(0, delay_loop]`, see
+//! [`Machine::with_phase`]). The first round still runs at once (a new real
+//! gets its verdict without waiting), and from the second round on the
+//! checks' rounds fall at different instants of the period instead of all
+//! in the same one (2,000 connects in a burst, then an idle second). An
+//! explicit `warmup` keeps keepalived's meaning instead: the first round waits
+//! a random time up to `warmup`, and rounds follow every `delay_loop` from it.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -125,6 +135,8 @@ pub struct Machine {
     armed: Option<Duration>,
     rounds: u64,
     rng: u64,
+    /// The gap between the first and the second round.
+    phase: Option<Duration>,
 }
 
 impl Machine {
@@ -142,7 +154,18 @@ impl Machine {
             armed: None,
             rounds: 0,
             rng: seed | 1,
+            phase: None,
         }
+    }
+
+    /// Runs the second round `phase` after the first (clamped to
+    /// `(0, delay_loop]`, so a real that dies after the first round is still
+    /// seen within one period), and every `delay_loop` from there. Without
+    /// it, or with a `warmup`, rounds run every `delay_loop` from the first.
+    pub fn with_phase(mut self, phase: Duration) -> Self {
+        let period = Duration::from_millis(self.timing.delay_loop_ms);
+        self.phase = Some(phase.clamp(Duration::from_millis(1).min(period), period));
+        self
     }
 
     /// The current state.
@@ -171,7 +194,11 @@ impl Machine {
     }
 
     fn next_round(&self, now: Duration) -> Duration {
-        (self.round_start + Duration::from_millis(self.timing.delay_loop_ms)).max(now)
+        let gap = match self.phase {
+            Some(p) if self.rounds == 1 && self.timing.warmup_ms == 0 => p,
+            _ => Duration::from_millis(self.timing.delay_loop_ms),
+        };
+        (self.round_start + gap).max(now)
     }
 
     /// Feeds one event at `now`.
@@ -340,6 +367,43 @@ mod tests {
             seen.insert(at);
         }
         assert!(seen.len() > 10, "the jitter spreads: {seen:?}");
+    }
+
+    #[test]
+    fn a_phase_sets_the_second_round_and_the_period_follows() {
+        let mut m = Machine::new(t(1000, 1, 200, 1, 1), Health::Unknown, 1).with_phase(MS(370));
+        assert_eq!(m.handle(MS(0), Event::Start), vec![Action::Arm(MS(0))], "the first round runs at once");
+        m.handle(MS(0), Event::Timer);
+        let a = m.handle(MS(5), Event::Result(Outcome::ok("connected", MS(5))));
+        assert_eq!(a.last(), Some(&Action::Arm(MS(370))));
+        for k in 0..3u64 {
+            let at = MS(370 + 1000 * k);
+            assert_eq!(m.handle(at, Event::Timer), vec![Action::Probe]);
+            assert_eq!(m.handle(at + MS(5), Event::Result(Outcome::ok("c", MS(5)))), vec![Action::Arm(at + MS(1000))]);
+        }
+        // Clamped to the period: a dead real is still seen within one.
+        let mut m = Machine::new(t(1000, 0, 0, 1, 1), Health::Up, 1).with_phase(MS(5000));
+        m.handle(MS(0), Event::Start);
+        m.handle(MS(0), Event::Timer);
+        assert_eq!(m.handle(MS(5), Event::Result(Outcome::ok("c", MS(5)))), vec![Action::Arm(MS(1000))]);
+        // A first round that overruns its phase is followed at once.
+        let mut m = Machine::new(t(1000, 0, 0, 1, 1), Health::Up, 1).with_phase(MS(10));
+        m.handle(MS(0), Event::Start);
+        m.handle(MS(0), Event::Timer);
+        assert_eq!(m.handle(MS(40), Event::Result(Outcome::ok("c", MS(40)))), vec![Action::Arm(MS(40))]);
+    }
+
+    #[test]
+    fn an_explicit_warmup_overrides_the_phase() {
+        let mut tm = t(1000, 0, 0, 1, 1);
+        tm.warmup_ms = 500;
+        let mut m = Machine::new(tm, Health::Up, 7).with_phase(MS(100));
+        let [Action::Arm(first)] = m.handle(MS(0), Event::Start)[..] else { panic!() };
+        m.handle(first, Event::Timer);
+        assert_eq!(
+            m.handle(first + MS(5), Event::Result(Outcome::ok("c", MS(5)))),
+            vec![Action::Arm(first + MS(1000))]
+        );
     }
 
     #[test]

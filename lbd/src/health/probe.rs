@@ -67,12 +67,49 @@ pub async fn unbounded(c: &Check) -> Outcome {
     }
 }
 
-type Reason = Cow<'static, str>;
+/// Why an attempt passed or failed.
+pub type Reason = Cow<'static, str>;
 
 async fn tcp(c: &Check) -> Result<Reason, Reason> {
     let s = connect(c).await?;
     rst_close(&s);
     Ok(Cow::Borrowed("connected"))
+}
+
+/// Starts a TCP check's connect on a non-blocking socket, for a caller that
+/// waits for it itself (the engine, on its own epoll set: no future, no
+/// waker, no registration with tokio's reactor and no deregistration, the
+/// close takes the socket out of the set). Writable, or in error, means done:
+/// [`tcp_finish`] gives the verdict.
+pub fn tcp_start(c: &Check) -> Result<Socket, Reason> {
+    let dom = if c.target.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+    let s = Socket::new(dom, Type::STREAM.nonblocking(), None).map_err(|e| reason_of(&e))?;
+    if c.mark != 0 {
+        s.set_mark(c.mark).map_err(|e| Cow::Owned(format!("SO_MARK: {}", io_reason(&e))))?;
+    }
+    if let Some(b) = source(c) {
+        s.bind(&SocketAddr::new(b, 0).into()).map_err(|e| Cow::Owned(format!("bind {b}: {}", io_reason(&e))))?;
+    }
+    match s.connect(&c.target.into()) {
+        Ok(()) => Ok(s),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(s),
+        Err(e) => Err(reason_of(&e)),
+    }
+}
+
+/// The verdict of a connect started by [`tcp_start`] once its socket
+/// reported readiness (`error`: with an error or hang-up); closes it (with
+/// an RST when connected). A socket that is writable without error is
+/// connected: only a failure costs the SO_ERROR read, for its reason.
+pub fn tcp_finish(s: Socket, error: bool) -> Result<Reason, Reason> {
+    let e = if error { s.take_error() } else { Ok(None) };
+    match e {
+        Ok(None) => {
+            let _ = s.set_linger(Some(Duration::ZERO));
+            Ok(Cow::Borrowed("connected"))
+        }
+        Ok(Some(e)) | Err(e) => Err(reason_of(&e)),
+    }
 }
 
 async fn other(c: &Check) -> Result<Reason, Reason> {

@@ -606,6 +606,20 @@ fn measure(g: &mut Guest, name: &str, farm: &tests::lab::Netns, n: usize, window
     })
 }
 
+/// lbd's threads: (tid, name, user ticks, system ticks).
+fn lbd_threads(g: &mut Guest) -> Result<Vec<(String, String, f64, f64)>> {
+    let out = g.sh_ok(
+        "for t in /proc/$(pidof lbd)/task/*; do echo \"${t##*/} $(cat $t/comm | tr ' ' _) $(cut -d' ' -f14,15 $t/stat)\"; done",
+    )?;
+    Ok(out
+        .lines()
+        .filter_map(|l| {
+            let v: Vec<&str> = l.split_whitespace().collect();
+            Some((v.first()?.to_string(), v.get(1)?.to_string(), v.get(2)?.parse().ok()?, v.get(3)?.parse().ok()?))
+        })
+        .collect())
+}
+
 fn checks_lab() -> Result<(Lab, tests::lab::Host, String, std::sync::Arc<std::sync::atomic::AtomicBool>)> {
     let mut lab = Lab::new()?;
     let farm = lab.add_host("farm", "10.77.0.30/24", None)?;
@@ -651,9 +665,31 @@ fn bench_checks(runs: usize, sizes: &[usize], window: u64, who: &str) -> Result<
                     bail!("lbd: the {n} checks did not all get a verdict in 120 s");
                 }
                 std::thread::sleep(Duration::from_secs(5));
+                let t0 = lbd_threads(&mut g)?;
                 let u = measure(&mut g, "lbd", &farm.ns, n, window)?;
+                let t1 = lbd_threads(&mut g)?;
                 let sum = g.sh_ok("lbd ctl checks | sed -n '/\"summary\"/,$p' | tr -d ' \n'; echo")?;
                 eprintln!("run {} lbd {n}: {u:?} {sum}", run + 1);
+                // What the guest's clock costs (a clocksource without vDSO
+                // support makes every clock read a syscall) and where lbd's
+                // CPU went in the window, per thread (% of a core, user + system).
+                let cs = g.sh_ok(
+                    "cd /sys/devices/system/clocksource/clocksource0; echo $(cat current_clocksource) of $(cat available_clocksource), meltdown: $(cat /sys/devices/system/cpu/vulnerabilities/meltdown)",
+                )?;
+                let per: Vec<String> = t1
+                    .iter()
+                    .filter_map(|(id, name, u, s)| {
+                        let (_, _, u0, s0) = t0.iter().find(|t| &t.0 == id)?;
+                        let w = window as f64;
+                        Some(format!("{name} {:.1} + {:.1}", (u - u0) / w, (s - s0) / w))
+                    })
+                    .collect();
+                eprintln!(
+                    "run {} lbd {n}: clocksource {}; threads (% user + system): {}",
+                    run + 1,
+                    cs.trim(),
+                    per.join(", ")
+                );
                 res.entry((n, "lbd")).or_default().push(u);
             }
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
