@@ -10,7 +10,44 @@ use anyhow::{Context, Result, bail};
 /// GETs `/` from `ip:port` and returns the body; fails on anything but 200.
 pub fn get(ip: &str, port: u16, timeout: Duration) -> Result<String> {
     let addr: SocketAddr = format!("{ip}:{port}").parse().or_else(|_| format!("[{ip}]:{port}").parse())?;
-    let mut s = TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connect {addr}"))?;
+    let s = TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connect {addr}"))?;
+    exchange(s, ip, addr, timeout)
+}
+
+/// The next local port [`tally`] connects from: below the kernel's
+/// ephemeral range, never the same twice in a test process (until 20,000
+/// connections wrap it), starting at a per-process offset.
+static NEXT_PORT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// [`get`] from a local port no earlier request of this process used.
+/// IPVS keeps a DR connection's entry in FIN_WAIT for 2 minutes and, with
+/// the default `conn_reuse_mode`, sends a new SYN from the same client port
+/// to that entry's real instead of scheduling it: an ephemeral port the
+/// kernel hands out again would skew a scheduler's split.
+fn get_fresh(ip: &str, port: u16, timeout: Duration) -> Result<String> {
+    use socket2::{Domain, Socket, Type};
+    use std::sync::atomic::Ordering;
+    let addr: SocketAddr = format!("{ip}:{port}").parse().or_else(|_| format!("[{ip}]:{port}").parse())?;
+    let _ = NEXT_PORT.compare_exchange(0, std::process::id() % 50 * 400, Ordering::Relaxed, Ordering::Relaxed);
+    for _ in 0..64 {
+        let local = 10_000 + NEXT_PORT.fetch_add(1, Ordering::Relaxed) % 20_000;
+        let local = u16::try_from(local).expect("below 30,000");
+        let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        let any: SocketAddr = if addr.is_ipv4() { ([0, 0, 0, 0], local).into() } else { ([0u16; 8], local).into() };
+        match s.bind(&any.into()) {
+            Ok(()) => {}
+            // A listener (or another client) holds it: the next one.
+            Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) => continue,
+            Err(e) => return Err(e).with_context(|| format!("bind {any}")),
+        }
+        s.connect_timeout(&addr.into(), timeout).with_context(|| format!("connect {addr} from port {local}"))?;
+        return exchange(s.into(), ip, addr, timeout);
+    }
+    bail!("no free local port to connect to {addr} from")
+}
+
+/// Sends the GET on `s` and reads the answer.
+fn exchange(mut s: TcpStream, ip: &str, addr: SocketAddr, timeout: Duration) -> Result<String> {
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
     s.write_all(format!("GET / HTTP/1.0\r\nHost: {ip}\r\n\r\n").as_bytes())?;
@@ -66,8 +103,9 @@ impl Tally {
     }
 }
 
-/// `n` sequential GETs (a new connection each), bounded by `timeout` each and
-/// `total` overall (stops early when `total` runs out, counting the rest as failures).
+/// `n` sequential GETs (a new connection each, each from a local port not
+/// used before in this process), bounded by `timeout` each and `total`
+/// overall (stops early when `total` runs out, counting the rest as failures).
 pub fn tally(ip: &str, port: u16, n: usize, timeout: Duration, total: Duration) -> Tally {
     let t0 = std::time::Instant::now();
     let mut t = Tally::default();
@@ -77,7 +115,7 @@ pub fn tally(ip: &str, port: u16, n: usize, timeout: Duration, total: Duration) 
             t.errors.push(format!("stopped after {total:?}"));
             break;
         }
-        match get(ip, port, timeout) {
+        match get_fresh(ip, port, timeout) {
             Ok(name) => *t.by_name.entry(name).or_default() += 1,
             Err(e) => {
                 t.failures += 1;
@@ -343,6 +381,32 @@ mod tests {
         assert_eq!(stream_request(b"GET /stream/1000 HTTP/1.0\r\n\r\n"), Some((1000, 0)));
         assert_eq!(stream_request(b"GET / HTTP/1.0\r\n\r\n"), None);
         assert_eq!(stream_request(b"GET /stream/x/1 HTTP/1.0\r\n\r\n"), None);
+    }
+
+    #[test]
+    fn tally_never_connects_from_the_same_port_twice() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let seen = std::thread::spawn(move || {
+            let mut ports = Vec::new();
+            for _ in 0..40 {
+                let (mut s, peer) = l.accept().unwrap();
+                ports.push(peer.port());
+                let mut b = [0u8; 512];
+                let _ = s.read(&mut b);
+                let _ = s.write_all(&response("rsx"));
+            }
+            ports
+        });
+        let t = Duration::from_secs(5);
+        let a = tally("127.0.0.1", port, 20, t, t * 4);
+        let b = tally("127.0.0.1", port, 20, t, t * 4);
+        assert_eq!((a.count("rsx"), b.count("rsx")), (20, 20), "{a:?} {b:?}");
+        let mut ports = seen.join().unwrap();
+        assert!(ports.iter().all(|p| (10_000..30_000).contains(p)), "below the ephemeral range: {ports:?}");
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), 40, "every connection from a port of its own");
     }
 
     #[test]
