@@ -53,6 +53,24 @@ pub struct Options {
     pub manage_system: bool,
 }
 
+impl Options {
+    /// A daemon kept inside `dir` (control socket `lbd.sock`, `lvsbox.toml`,
+    /// `history/` with 10 versions, `ip_vs_conn`) that never touches the
+    /// host's network and whose repair pass is an hour apart: what host tests
+    /// run against a simulated kernel.
+    pub fn in_dir(dir: &std::path::Path) -> Self {
+        Options {
+            socket: dir.join("lbd.sock"),
+            config: dir.join("lvsbox.toml"),
+            history: dir.join("history"),
+            keep: 10,
+            interval: Duration::from_secs(3600),
+            conn_proc: dir.join("ip_vs_conn"),
+            manage_system: false,
+        }
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Options {

@@ -12,7 +12,6 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::time::Duration;
 
 use lbd::ctl::proto::{Command, Request};
 use lbd::daemon::{Daemon, Options};
@@ -98,15 +97,7 @@ fn verify_passes_over_an_unchanged_table_leave_no_new_long_lived_blocks() {
     let dir = std::env::temp_dir().join(format!("lbd-churn-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let opts = Options {
-        socket: dir.join("lbd.sock"),
-        config: dir.join("lvsbox.toml"),
-        history: dir.join("history"),
-        keep: 10,
-        interval: Duration::from_secs(3600),
-        conn_proc: dir.join("ip_vs_conn"),
-        manage_system: false,
-    };
+    let opts = Options::in_dir(&dir);
     let text = config(n);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let (blocks, bytes) = rt.block_on(async {

@@ -23,15 +23,7 @@ impl Env {
         Env { dir, kernel: SharedSim::new() }
     }
     fn opts(&self) -> Options {
-        Options {
-            socket: self.dir.join("lbd.sock"),
-            config: self.dir.join("lvsbox.toml"),
-            history: self.dir.join("history"),
-            keep: 10,
-            interval: Duration::from_secs(3600),
-            conn_proc: self.dir.join("ip_vs_conn"),
-            manage_system: false,
-        }
+        Options::in_dir(&self.dir)
     }
     fn daemon(&self) -> Daemon {
         Daemon::new(self.opts(), Box::new(self.kernel.clone()), LogRing::new())

@@ -27,15 +27,7 @@ impl Env {
         Env { dir, kernel: SharedSim::new() }
     }
     fn daemon(&self) -> Daemon {
-        let opts = Options {
-            socket: self.dir.join("lbd.sock"),
-            config: self.dir.join("lvsbox.toml"),
-            history: self.dir.join("history"),
-            keep: 3,
-            interval: Duration::from_secs(3600),
-            conn_proc: self.dir.join("ip_vs_conn"),
-            manage_system: false,
-        };
+        let opts = Options { keep: 3, ..Options::in_dir(&self.dir) };
         Daemon::new(opts, Box::new(self.kernel.clone()), LogRing::new())
     }
     /// `addr weight` of each real of service `web`.

@@ -12,7 +12,6 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::time::Duration;
 
 use lbd::ctl::proto::{Command, Request};
 use lbd::daemon::{Daemon, Options};
@@ -143,15 +142,7 @@ fn heap_after_applying_many_services_stays_small_and_does_not_grow() {
     let dir = std::env::temp_dir().join(format!("lbd-memory-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let opts = Options {
-        socket: dir.join("lbd.sock"),
-        config: dir.join("lvsbox.toml"),
-        history: dir.join("history"),
-        keep: 10,
-        interval: Duration::from_secs(3600),
-        conn_proc: dir.join("ip_vs_conn"),
-        manage_system: false,
-    };
+    let opts = Options::in_dir(&dir);
     let (first, second) = (config(n, 1), config(n, 9));
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let figures = rt.block_on(async {

@@ -26,15 +26,7 @@ impl Env {
         if let Some(c) = config {
             std::fs::write(self.dir.join("lvsbox.toml"), c).unwrap();
         }
-        let opts = Options {
-            socket: self.dir.join("lbd.sock"),
-            config: self.dir.join("lvsbox.toml"),
-            history: self.dir.join("history"),
-            keep: 10,
-            interval: Duration::from_secs(3600),
-            conn_proc: self.dir.join("ip_vs_conn"),
-            manage_system: false,
-        };
+        let opts = Options::in_dir(&self.dir);
         Daemon::new(opts, Box::new(SharedSim::new()), LogRing::new())
     }
 }

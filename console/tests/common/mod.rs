@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use console::app::{App, Effect, Event, Options};
 use console::password;
@@ -115,16 +114,7 @@ impl Harness {
         if let Some(c) = config {
             std::fs::write(dir.join("lvsbox.toml"), c).unwrap();
         }
-        let opts = LbdOptions {
-            socket: dir.join("lbd.sock"),
-            config: dir.join("lvsbox.toml"),
-            history: dir.join("history"),
-            keep: 10,
-            interval: Duration::from_secs(3600),
-            conn_proc: dir.join("ip_vs_conn"),
-            // Never touch the host's network from a test.
-            manage_system: false,
-        };
+        let opts = LbdOptions::in_dir(&dir);
         std::fs::write(
             dir.join("ip_vs_conn"),
             "Pro FromIP   FPrt ToIP     TPrt DestIP   DPrt State       Expires PEName PEData\n\
