@@ -7,9 +7,14 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
+/// `ip:port` for an IPv4 or IPv6 address.
+fn socket_addr(ip: &str, port: u16) -> Result<SocketAddr> {
+    Ok(format!("{ip}:{port}").parse().or_else(|_| format!("[{ip}]:{port}").parse())?)
+}
+
 /// GETs `/` from `ip:port` and returns the body; fails on anything but 200.
 pub fn get(ip: &str, port: u16, timeout: Duration) -> Result<String> {
-    let addr: SocketAddr = format!("{ip}:{port}").parse().or_else(|_| format!("[{ip}]:{port}").parse())?;
+    let addr = socket_addr(ip, port)?;
     let s = TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connect {addr}"))?;
     exchange(s, ip, addr, timeout)
 }
@@ -27,7 +32,7 @@ static NEXT_PORT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::n
 fn get_fresh(ip: &str, port: u16, timeout: Duration) -> Result<String> {
     use socket2::{Domain, Socket, Type};
     use std::sync::atomic::Ordering;
-    let addr: SocketAddr = format!("{ip}:{port}").parse().or_else(|_| format!("[{ip}]:{port}").parse())?;
+    let addr = socket_addr(ip, port)?;
     let _ = NEXT_PORT.compare_exchange(0, std::process::id() % 50 * 400, Ordering::Relaxed, Ordering::Relaxed);
     for _ in 0..64 {
         let local = 10_000 + NEXT_PORT.fetch_add(1, Ordering::Relaxed) % 20_000;
@@ -206,7 +211,7 @@ pub fn download(
 ) -> Result<Download> {
     use std::sync::atomic::Ordering;
     let t0 = std::time::Instant::now();
-    let addr: SocketAddr = format!("{ip}:{port}").parse().or_else(|_| format!("[{ip}]:{port}").parse())?;
+    let addr = socket_addr(ip, port)?;
     let mut s = TcpStream::connect_timeout(&addr, idle).with_context(|| format!("connect {addr}"))?;
     s.set_read_timeout(Some(idle))?;
     s.set_write_timeout(Some(idle))?;
