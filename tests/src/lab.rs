@@ -254,6 +254,48 @@ impl Lab {
     }
 }
 
+impl Lab {
+    /// Starts `openssl s_server -www` in `host` on `port` (a TLS server whose
+    /// page names the protocol and suite it negotiated), with a self-signed
+    /// certificate made once per lab and `extra` arguments (`-tls1_2`, ...).
+    /// The child is labelled `https-NAME-PORT`; ready when the port accepts.
+    pub fn serve_https(&mut self, host: &Host, port: u16, extra: &[&str]) -> Result<()> {
+        let (crt, key) = (self.dir.join("tls.crt"), self.dir.join("tls.key"));
+        if !crt.exists() {
+            let out = Command::new("openssl")
+                .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"])
+                .args(["-days", "2", "-subj", "/CN=rs", "-keyout"])
+                .arg(&key)
+                .arg("-out")
+                .arg(&crt)
+                .output()
+                .context("openssl (tests/setup installs it)")?;
+            if !out.status.success() {
+                bail!("openssl req: {}", String::from_utf8_lossy(&out.stderr));
+            }
+        }
+        let label = format!("https-{}-{port}", host.name);
+        let (port_s, crt_s, key_s) =
+            (port.to_string(), crt.to_string_lossy().into_owned(), key.to_string_lossy().into_owned());
+        let mut args = vec!["s_server", "-quiet", "-www", "-accept", &port_s, "-cert", &crt_s, "-key", &key_s];
+        args.extend_from_slice(extra);
+        self.spawn(&label, &host.ns, "openssl", &args)?;
+        let addr: std::net::SocketAddr = format!("{}:{port}", host.ip()).parse()?;
+        let t0 = Instant::now();
+        loop {
+            let up =
+                host.ns.in_thread(move || std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)))?;
+            if up.is_ok() {
+                return Ok(());
+            }
+            if t0.elapsed() > Duration::from_secs(10) {
+                bail!("openssl s_server in {} did not listen within 10 s", host.name);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
         for (_, c) in self.children.iter_mut().rev() {

@@ -128,24 +128,51 @@ check = {{ type = "http", path = "/", regex = "^rs[0-9]", delay_loop = 2, connec
 address = "10.77.0.11"
 [[services.reals]]
 address = "10.77.0.12"
+
+# HTTPS (TLS 1.3, lbd's own client) against OpenSSL's s_server, whose page
+# names the protocol it negotiated.
+[[services]]
+name = "tls"
+address = "10.77.0.100:443"
+scheduler = "rr"
+check = {{ type = "https", path = "/", regex = 'TLSv1\.3', delay_loop = 1, connect_timeout = 1, retry = 0 }}
+[[services.reals]]
+address = "10.77.0.11"
+[[services.reals]]
+address = "10.77.0.12"
 "#,
         net = director_network()
     );
     let mut d = Director::new(2, &["10.77.0.100"], 0, &cfg)?;
     let vip = "10.77.0.100";
-    until(&mut d.guest, &format!("{} && {}", has(vip, "10.77.0.11"), has(vip, "10.77.0.12")), 60)?;
+    let (rs1, rs2) = (d.dr_reals[0].clone(), d.dr_reals[1].clone());
+    d.lab.serve_https(&rs1, 443, &[])?;
+    d.lab.serve_https(&rs2, 443, &[])?;
+    let tls = |real: &str| format!("ipvsadm -Ln -t {vip}:443 | grep -q ' {real}:443 '");
+    until(
+        &mut d.guest,
+        &format!(
+            "{} && {} && {} && {}",
+            has(vip, "10.77.0.11"),
+            has(vip, "10.77.0.12"),
+            tls("10.77.0.11"),
+            tls("10.77.0.12")
+        ),
+        60,
+    )?;
     let t = requests(&d, vip, 20)?;
     assert_eq!((t.failures, t.count("rs1"), t.count("rs2")), (0, 10, 10), "{t:?}");
 
     let full = table(&mut d.guest)?;
-    assert_eq!(full.iter().filter(|l| l.starts_with("-a ")).count(), 2, "{full:?}");
+    assert_eq!(full.iter().filter(|l| l.starts_with("-a ")).count(), 4, "{full:?}");
+    let v = checks(&mut d.guest)?;
+    assert_eq!(real_status(&v, "tls", "10.77.0.11:443")["status"]["last_reason"], "status 200, body ok", "{v}");
     assert_eq!(d.guest.sh_ok("cat /proc/sys/net/ipv4/vs/expire_nodest_conn")?.trim(), "1");
 
     // 1. rs1's HTTP service stops (connection refused) and starts again,
     // three times: it leaves the table and comes back within the bound, and
     // nothing else in the table changes.
     let ctl = d.lab.dir.join("rs1.ctl");
-    let rs1 = d.dr_reals[0].clone();
     let (mut leaves, mut backs) = (Vec::new(), Vec::new());
     for round in 1..=3 {
         let t0 = uptime(&mut d.guest)?;
@@ -233,6 +260,24 @@ address = "10.77.0.12"
     );
     std::fs::remove_file(&ctl)?;
     until(&mut d.guest, &has(vip, "10.77.0.11"), 30)?;
+    assert_eq!(table(&mut d.guest)?, full);
+
+    // 5. HTTPS: rs1's TLS server stops, then comes back speaking only TLS
+    // 1.2 (which lbd's checks do not), then TLS 1.3 again.
+    let t0 = uptime(&mut d.guest)?;
+    d.lab.kill("https-rs1-443")?;
+    let t1 = until(&mut d.guest, &format!("! {}", tls("10.77.0.11")), 30)?;
+    eprintln!("https: stopped rs1 left after {:.2} s", t1 - t0);
+    assert!(t1 - t0 <= VIP_BOUND, "rs1 left the https service after {:.2} s", t1 - t0);
+    d.lab.serve_https(&rs1, 443, &["-tls1_2"])?;
+    until(&mut d.guest, "lbd ctl checks | grep -q 'does not speak TLS 1.3'", 30)?;
+    assert!(d.guest.sh(&tls("10.77.0.11"))?.0 != 0, "a TLS 1.2-only real stays out");
+    d.lab.kill("https-rs1-443")?;
+    let t2 = uptime(&mut d.guest)?;
+    d.lab.serve_https(&rs1, 443, &[])?;
+    let t3 = until(&mut d.guest, &tls("10.77.0.11"), 30)?;
+    eprintln!("https: rs1 back after {:.2} s", t3 - t2);
+    assert!(t3 - t2 <= VIP_BOUND, "rs1 back in the https service after {:.2} s", t3 - t2);
     assert_eq!(table(&mut d.guest)?, full);
 
     // Every transition is in lbd's log with its reason.

@@ -18,3 +18,4 @@ pub mod overlay;
 pub mod overrides;
 pub mod probe;
 pub mod re;
+pub mod tls;

@@ -22,6 +22,7 @@ use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 
 use super::config::{Check, Http, Probe};
 use super::fsm::Outcome;
+use super::tls;
 
 /// Largest HTTP head and body read.
 const HEAD_MAX: usize = 64 * 1024;
@@ -125,11 +126,15 @@ async fn attempt(c: &Check) -> Result<String, String> {
     match &c.probe {
         Probe::Tcp => Box::pin(tcp(c)).await.map(Cow::into_owned).map_err(Cow::into_owned),
         Probe::Http(h) => {
-            if h.tls {
-                return Err("https checks are not available in this build".into());
-            }
             let mut s = connect(c).await.map_err(Cow::into_owned)?;
-            let r = http(&mut s, h, c.target).await;
+            let r = if h.tls {
+                match tls_handshake(&mut s, h).await {
+                    Ok(t) => http(&mut Conn::Tls(&mut s, t), h, c.target).await,
+                    Err(e) => Err(e),
+                }
+            } else {
+                http(&mut Conn::Plain(&mut s), h, c.target).await
+            };
             rst_close(&s);
             r
         }
@@ -194,8 +199,8 @@ pub fn request(h: &Http, target: SocketAddr) -> String {
     )
 }
 
-async fn http(s: &mut TcpStream, h: &Http, target: SocketAddr) -> Result<String, String> {
-    s.write_all(request(h, target).as_bytes()).await.map_err(|e| io_reason(&e))?;
+async fn http(s: &mut Conn<'_>, h: &Http, target: SocketAddr) -> Result<String, String> {
+    s.write_all(request(h, target).as_bytes()).await?;
     let mut buf = Vec::with_capacity(4096);
     let head_end = loop {
         if let Some(i) = find(&buf, b"\r\n\r\n") {
@@ -204,7 +209,7 @@ async fn http(s: &mut TcpStream, h: &Http, target: SocketAddr) -> Result<String,
         if buf.len() > HEAD_MAX {
             return Err("response head too large".into());
         }
-        let n = read_more(s, &mut buf).await?;
+        let n = s.read_more(&mut buf).await?;
         if n == 0 {
             return Err(if buf.is_empty() {
                 "connection closed without a response".into()
@@ -233,7 +238,7 @@ async fn http(s: &mut TcpStream, h: &Http, target: SocketAddr) -> Result<String,
                     if body.len() > BODY_MAX + HEAD_MAX {
                         return Err("body too large".into());
                     }
-                    if read_more(s, &mut body).await? == 0 {
+                    if s.read_more(&mut body).await? == 0 {
                         return Err("truncated chunked body".into());
                     }
                 }
@@ -242,7 +247,7 @@ async fn http(s: &mut TcpStream, h: &Http, target: SocketAddr) -> Result<String,
     } else {
         let want = length.unwrap_or(BODY_MAX).min(BODY_MAX);
         while body.len() < want {
-            if read_more(s, &mut body).await? == 0 {
+            if s.read_more(&mut body).await? == 0 {
                 if length.is_some() {
                     return Err(format!("body truncated at {} of {want} bytes", body.len()));
                 }
@@ -277,11 +282,77 @@ fn hexs(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-async fn read_more(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<usize, String> {
+/// An HTTP check's connection: plain, or TLS 1.3 over it (an HTTPS check).
+enum Conn<'a> {
+    Plain(&'a mut TcpStream),
+    Tls(&'a mut TcpStream, Box<tls::Client>),
+}
+
+impl Conn<'_> {
+    async fn write_all(&mut self, data: &[u8]) -> Result<(), String> {
+        match self {
+            Conn::Plain(s) => s.write_all(data).await.map_err(|e| io_reason(&e)),
+            Conn::Tls(s, t) => {
+                t.send(data)?;
+                s.write_all(&t.output()).await.map_err(|e| io_reason(&e))
+            }
+        }
+    }
+
+    /// Reads what arrives next into `buf`; 0 at the end of the stream (for
+    /// TLS: close_notify, or the server closing the connection without it,
+    /// which many do after `Connection: close`).
+    async fn read_more(&mut self, buf: &mut Vec<u8>) -> Result<usize, String> {
+        let mut chunk = [0u8; 8192];
+        match self {
+            Conn::Plain(s) => {
+                let n = s.read(&mut chunk).await.map_err(|e| io_reason(&e))?;
+                buf.extend_from_slice(&chunk[..n]);
+                Ok(n)
+            }
+            Conn::Tls(s, t) => loop {
+                let got = t.received();
+                if !got.is_empty() {
+                    buf.extend_from_slice(&got);
+                    return Ok(got.len());
+                }
+                if t.closed() {
+                    return Ok(0);
+                }
+                let n = s.read(&mut chunk).await.map_err(|e| io_reason(&e))?;
+                if n == 0 {
+                    return Ok(0);
+                }
+                t.feed(&chunk[..n])?;
+                let out = t.output();
+                if !out.is_empty() {
+                    s.write_all(&out).await.map_err(|e| io_reason(&e))?;
+                }
+            },
+        }
+    }
+}
+
+/// The TLS 1.3 handshake of an HTTPS check, SNI from its `virtualhost`.
+async fn tls_handshake(s: &mut TcpStream, h: &Http) -> Result<Box<tls::Client>, String> {
+    let random = tls::random32().map_err(|e| format!("random: {}", io_reason(&e)))?;
+    let key = tls::random32().map_err(|e| format!("random: {}", io_reason(&e)))?;
+    let mut t = Box::new(tls::Client::new(tls::sni(h.host.as_deref()).as_deref(), random, key));
     let mut chunk = [0u8; 8192];
-    let n = s.read(&mut chunk).await.map_err(|e| io_reason(&e))?;
-    buf.extend_from_slice(&chunk[..n]);
-    Ok(n)
+    loop {
+        let out = t.output();
+        if !out.is_empty() {
+            s.write_all(&out).await.map_err(|e| io_reason(&e))?;
+        }
+        if t.connected() {
+            return Ok(t);
+        }
+        let n = s.read(&mut chunk).await.map_err(|e| io_reason(&e))?;
+        if n == 0 {
+            return Err("connection closed during the TLS handshake".into());
+        }
+        t.feed(&chunk[..n])?;
+    }
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {

@@ -2,8 +2,7 @@
 //!
 //! Every keyword is either mapped, or reported with file:line and what to do
 //! instead. Health checks (`TCP_CHECK`, `HTTP_GET`, `UDP_CHECK`,
-//! `DNS_CHECK`, `PING_CHECK`; `SSL_GET` as a TCP check while lvsbox has no
-//! TLS) become `check` tables, with keepalived's cascade of timing keys
+//! `DNS_CHECK`, `PING_CHECK`, `SSL_GET`) become `check` tables, with keepalived's cascade of timing keys
 //! (checker over real_server over virtual_server) and keepalived's defaults
 //! where lvsbox's differ; `quorum`, `hysteresis`, `sorry_server` and
 //! `inhibit_on_failure` map to their lvsbox keys (docs/import.md lists what
@@ -75,8 +74,8 @@ pub fn convert(nodes: &[Node], file: &str, report: Report) -> Outcome {
             ),
             "SSL" => c.not_imported(
                 n,
-                "this lvsbox build has no TLS: SSL_GET checks are imported as TCP connect checks, which need no \
-                 certificate",
+                "lvsbox's https checks present no client certificate and do not verify the server's, so the \
+                 certificate, key and CA are not needed",
             ),
             "static_ipaddress" => c.not_imported(n, "add these addresses as [[vips]] (or [[interfaces]] addresses)"),
             "static_routes" => c.not_imported(n, "add these routes as [[routes]]"),
@@ -1321,21 +1320,12 @@ impl Conv {
             }
         }
         if kind == CheckType::Https {
-            // This build has no TLS: an https check would fail for ever and
-            // take every real server out. Checking the port keeps it useful.
-            let mut tcp = CheckSpec { kind: Some(CheckType::Tcp), ..spec.clone() };
-            tcp.path = None;
-            tcp.status_code = None;
-            tcp.regex = None;
-            tcp.digest = None;
-            tcp.virtualhost = None;
-            self.not_imported(
+            self.note(
                 c,
-                "this lvsbox build has no TLS (an https check would always fail), so SSL_GET is imported as a TCP \
-                 connect check on the same port: the URL, status and digest are not checked; change it to \
-                 type = \"https\" once lvsbox has TLS",
+                "lvsbox's https checks speak TLS 1.3 (AES-128-GCM, x25519) and, like SSL_GET without a CA, do not \
+                 verify the server's certificate; a real server that speaks only TLS 1.2 fails the check, with that \
+                 reason",
             );
-            return Some(Checker { spec: tcp, key: c.key.clone(), loc: c.loc.clone(), http: true });
         }
         Some(Checker { spec, key: c.key.clone(), loc: c.loc.clone(), http })
     }

@@ -450,11 +450,11 @@ virtual_server fwmark 5 {
         },
         "checker over real_server over virtual_server"
     );
-    // SSL_GET: a TCP check of its port while lvsbox has no TLS.
+    // SSL_GET: an https check, its URL and port kept.
     let ssl = web.reals[1].check.clone().unwrap();
     assert_eq!(
-        (ssl.kind, ssl.connect_port, ssl.path, ssl.virtualhost, ssl.warmup, ssl.alpha, ssl.delay_before_retry),
-        (Some(CheckType::Tcp), Some(443), None, None, Some(5.0), Some(true), Some(3.0))
+        (ssl.kind, ssl.connect_port, ssl.path.as_deref(), ssl.warmup, ssl.alpha, ssl.delay_before_retry),
+        (Some(CheckType::Https), Some(443), Some("/"), Some(5.0), Some(true), Some(3.0))
     );
     let ping = web.reals[2].check.clone().unwrap();
     assert_eq!(
@@ -488,7 +488,7 @@ virtual_server fwmark 5 {
         "k.conf:22: not imported: url: lvsbox checks one URL per real server",
         "k.conf:28: note: http_protocol",
         "k.conf:30: not imported: TCP_CHECK: lvsbox runs one check per real server",
-        "k.conf:35: not imported: SSL_GET: this lvsbox build has no TLS",
+        "k.conf:35: note: SSL_GET: lvsbox's https checks speak TLS 1.3",
         "k.conf:53: not imported: MISC_CHECK",
         "k.conf:56: not imported: SMTP_CHECK",
         "k.conf:58: not imported: FILE_CHECK",
