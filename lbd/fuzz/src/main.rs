@@ -114,6 +114,7 @@ enum Target {
     Ipvsadm,
     Config,
     Vrrp,
+    Tls,
 }
 
 impl Target {
@@ -123,6 +124,7 @@ impl Target {
             "ipvsadm" => Target::Ipvsadm,
             "config" => Target::Config,
             "vrrp" => Target::Vrrp,
+            "tls" => Target::Tls,
             _ => return None,
         })
     }
@@ -132,6 +134,7 @@ impl Target {
             Target::Ipvsadm => "ipvsadm",
             Target::Config => "config",
             Target::Vrrp => "vrrp",
+            Target::Tls => "tls",
         }
     }
     fn run(self, data: &[u8]) {
@@ -141,12 +144,13 @@ impl Target {
             Target::Ipvsadm => lbd::import::fuzz::ipvsadm(&text()),
             Target::Config => lbd::import::fuzz::config(&text()),
             Target::Vrrp => lbd::import::fuzz::vrrp(data),
+            Target::Tls => lbd::import::fuzz::tls(data),
         }
     }
     /// A new input from `base`: text targets through lbd's text mutator,
     /// the binary VRRP target byte-wise.
     fn mutate(self, rng: &mut Rng, base: &[u8]) -> Vec<u8> {
-        if self != Target::Vrrp {
+        if !matches!(self, Target::Vrrp | Target::Tls) {
             return mutate(rng, &String::from_utf8_lossy(base)).into_bytes();
         }
         let mut b = base.to_vec();
@@ -171,8 +175,9 @@ fn unhex(s: &str) -> Vec<u8> {
     (0..s.len()).step_by(2).filter_map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok()).collect()
 }
 
-const USAGE: &str = "usage: lbd-fuzz keepalived|ipvsadm|config|vrrp [--secs N] [--seed N] [--max-len BYTES] [SEED...]
-       lbd-fuzz keepalived|ipvsadm|config|vrrp --repro FILE
+const USAGE: &str =
+    "usage: lbd-fuzz keepalived|ipvsadm|config|vrrp|tls [--secs N] [--seed N] [--max-len BYTES] [SEED...]
+       lbd-fuzz keepalived|ipvsadm|config|vrrp|tls --repro FILE
 
 Runs for --secs (default 600) from the built-in seeds plus SEED files or
 directories; new corpus entries go to target/fuzz/corpus/TARGET/, findings
@@ -202,6 +207,22 @@ fn read_seeds(path: &Path, out: &mut Vec<Vec<u8>>) {
 /// importer makes of those; VRRPv2 adverts, bare and in IPv4, for `vrrp`.
 fn builtin_seeds(t: Target) -> Vec<Vec<u8>> {
     let r = root();
+    if t == Target::Tls {
+        // A TLS 1.3 ServerHello (x25519 share), a TLS 1.2 one, an alert.
+        let hello13 = format!(
+            "160303005a020000560303{}00130100002e002b0002030400330024001d0020{}",
+            "11".repeat(32),
+            "09".repeat(32)
+        );
+        return [
+            hello13.as_str(),
+            "160303002a020000260303aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa00c02f0000",
+            "15030300020246",
+        ]
+        .iter()
+        .map(|h| unhex(h))
+        .collect();
+    }
     if t == Target::Vrrp {
         return [
             "21336401000155bdc0a864640000000000000000",
@@ -216,7 +237,7 @@ fn builtin_seeds(t: Target) -> Vec<Vec<u8>> {
     read_seeds(&r.join("lbd/src/import/fixtures"), &mut raw);
     read_seeds(&r.join("../shared/seeds"), &mut raw);
     match t {
-        Target::Keepalived | Target::Ipvsadm | Target::Vrrp => raw,
+        Target::Keepalived | Target::Ipvsadm | Target::Vrrp | Target::Tls => raw,
         Target::Config => {
             let mut out = Vec::new();
             read_seeds(&r.join("docs/example.toml"), &mut out);

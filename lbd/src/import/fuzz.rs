@@ -180,3 +180,16 @@ pub fn vrrp(data: &[u8]) {
         }
     }
 }
+
+/// The HTTPS checks' TLS client fed `data` as the server's bytes, whole and
+/// in two pieces: an error or a wait, never a panic.
+pub fn tls(data: &[u8]) {
+    use crate::health::tls::Client;
+    let mut c = Client::new(Some("fuzz.example"), [1; 32], [2; 32]);
+    let _ = c.feed(data);
+    let cut = data.first().map_or(0, |&b| usize::from(b) % (data.len() + 1));
+    let mut c = Client::new(None, [1; 32], [2; 32]);
+    if c.feed(&data[..cut]).is_ok() {
+        let _ = c.feed(&data[cut..]);
+    }
+}

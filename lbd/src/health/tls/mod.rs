@@ -96,6 +96,7 @@ fn expand32(secret: &[u8; 32], label: &str, context: &[u8]) -> [u8; 32] {
 }
 
 /// The record keys of one direction under one traffic secret.
+#[derive(Clone)]
 struct Keys {
     gcm: Gcm,
     iv: [u8; 12],
@@ -132,6 +133,7 @@ enum State {
 }
 
 /// One TLS 1.3 client connection.
+#[derive(Clone)]
 pub struct Client {
     state: State,
     transcript: Sha256,
@@ -429,7 +431,9 @@ impl Client {
         self.server_ap = expand32(&master, "s ap traffic", &hash);
         if let Some(ctx) = self.cert_request.take() {
             // No client certificate: an empty Certificate message.
-            let mut m = vec![HT_CERTIFICATE, 0, 0, (ctx.len() + 4) as u8, ctx.len() as u8];
+            // The context is at most 255 bytes (its length is one byte).
+            let len = ctx.len() + 4;
+            let mut m = vec![HT_CERTIFICATE, 0, (len >> 8) as u8, len as u8, ctx.len() as u8];
             m.extend_from_slice(&ctx);
             m.extend_from_slice(&[0, 0, 0]);
             self.transcript.update(&m);

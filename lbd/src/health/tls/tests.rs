@@ -142,3 +142,48 @@ fn sni_names_only() {
     assert_eq!(sni(Some("2001:db8::1")), None);
     assert_eq!(sni(None), None);
 }
+
+/// Whatever a server (or something that is not one) sends, the client
+/// answers with an error or waits for more; it never panics. Random bytes,
+/// and random bodies behind plausible record and handshake headers, fed
+/// whole and in two pieces.
+#[test]
+fn garbage_from_the_server_never_panics() {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    // Cloned: a new client costs an x25519 multiplication, slow unoptimised.
+    let (named, bare) = (Client::new(Some("x"), [1; 32], [2; 32]), Client::new(None, [1; 32], [2; 32]));
+    for i in 0..20_000 {
+        let len = (next() % 300) as usize;
+        let mut data: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        match i % 4 {
+            // A handshake record holding a ServerHello-typed message.
+            1 if len >= 9 => {
+                let n = (len - 5) as u16;
+                data[..5].copy_from_slice(&[22, 3, 3, (n >> 8) as u8, n as u8]);
+                data[5] = 2;
+                data[6] = 0;
+                data[7..9].copy_from_slice(&((len - 9) as u16).to_be_bytes());
+            }
+            // An "encrypted" record (its tag cannot verify) or an alert.
+            2 if len >= 5 => {
+                let (n, kind) = ((len - 5) as u16, if len.is_multiple_of(2) { 23 } else { 21 });
+                data[..5].copy_from_slice(&[kind, 3, 3, (n >> 8) as u8, n as u8]);
+            }
+            _ => {}
+        }
+        let mut c = named.clone();
+        let _ = c.feed(&data);
+        let mut c = bare.clone();
+        let cut = if len == 0 { 0 } else { (next() as usize) % len };
+        if c.feed(&data[..cut]).is_ok() {
+            let _ = c.feed(&data[cut..]);
+        }
+        assert!(!c.connected(), "random bytes never complete a handshake");
+    }
+}
