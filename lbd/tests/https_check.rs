@@ -1,5 +1,6 @@
 //! HTTPS checks against a real TLS stack: `openssl s_server -www` on
-//! 127.0.0.1 (OpenSSL's own TLS 1.3 server, as nginx and HAProxy link it).
+//! 127.0.0.1 (OpenSSL's TLS 1.3 and TLS 1.2 server, as nginx and HAProxy
+//! link it).
 //! Needs the `openssl` command (tests/setup installs it); a missing one
 //! fails the test rather than skipping it.
 
@@ -154,11 +155,30 @@ fn https_check_sends_the_virtualhost_as_sni() {
 }
 
 #[test]
-fn https_check_fails_with_a_reason_against_tls12_and_plain_http() {
+fn https_check_passes_against_a_tls12_only_server() {
     let d = certs();
+    let p = |n: &str| d.0.join(n).to_string_lossy().into_owned();
     let s = server(&d.0, &["-tls1_2"]);
+    let (ok, why) = run(&https(s.addr, None, Some("New, TLSv1\\.2, Cipher is ECDHE-ECDSA-AES128-GCM-SHA256")));
+    assert!(ok, "{why}");
+    // RSA certificate, a requested client certificate, SNI.
+    let s = server(&d.0, &["-tls1_2", "-cert", &p("rsa.crt"), "-key", &p("rsa.key"), "-verify", "1"]);
+    let (ok, why) =
+        run(&https(s.addr, Some("www.example.com"), Some("New, TLSv1\\.2, Cipher is ECDHE-RSA-AES128-GCM-SHA256")));
+    assert!(ok, "{why}");
+}
+
+#[test]
+fn https_check_fails_with_a_reason_against_other_groups_and_plain_http() {
+    let d = certs();
+    // Only P-256 key exchange: TLS 1.3 asks for another key share, TLS 1.2
+    // picks it for ECDHE; both fail, saying so.
+    let s = server(&d.0, &["-groups", "P-256"]);
     let (ok, why) = run(&https(s.addr, None, None));
-    assert!(!ok && why.contains("does not speak TLS 1.3"), "{why}");
+    assert!(!ok && why.contains("HelloRetryRequest") && why.contains("x25519"), "{why}");
+    let s = server(&d.0, &["-groups", "P-256", "-tls1_2"]);
+    let (ok, why) = run(&https(s.addr, None, None));
+    assert!(!ok && why.contains("secp256r1; lvsbox's checks use x25519"), "{why}");
 
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();

@@ -1322,9 +1322,8 @@ impl Conv {
         if kind == CheckType::Https {
             self.note(
                 c,
-                "lvsbox's https checks speak TLS 1.3 (AES-128-GCM, x25519) and, like SSL_GET without a CA, do not \
-                 verify the server's certificate; a real server that speaks only TLS 1.2 fails the check, with that \
-                 reason",
+                "lvsbox's https checks speak TLS 1.3 and 1.2 with AES-128-GCM and x25519 and, like SSL_GET without \
+                 a CA, do not verify the server's certificate",
             );
         }
         Some(Checker { spec, key: c.key.clone(), loc: c.loc.clone(), http })

@@ -488,7 +488,7 @@ virtual_server fwmark 5 {
         "k.conf:22: not imported: url: lvsbox checks one URL per real server",
         "k.conf:28: note: http_protocol",
         "k.conf:30: not imported: TCP_CHECK: lvsbox runs one check per real server",
-        "k.conf:35: note: SSL_GET: lvsbox's https checks speak TLS 1.3",
+        "k.conf:35: note: SSL_GET: lvsbox's https checks speak TLS 1.3 and 1.2",
         "k.conf:53: not imported: MISC_CHECK",
         "k.conf:56: not imported: SMTP_CHECK",
         "k.conf:58: not imported: FILE_CHECK",

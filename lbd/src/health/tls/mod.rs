@@ -1,17 +1,17 @@
-//! A TLS 1.3 client (RFC 8446) for HTTPS checks, sans-IO: bytes in, bytes
-//! out, no socket and no clock, so it is tested with fixtures and against a
-//! real OpenSSL server alike.
+//! A TLS 1.3 (RFC 8446) and TLS 1.2 (RFC 5246) client for HTTPS checks,
+//! sans-IO: bytes in, bytes out, no socket and no clock, so it is tested
+//! with fixtures and against a real OpenSSL server alike.
 //!
-//! What a health check needs and no more: one cipher suite
-//! (TLS_AES_128_GCM_SHA256, mandatory for every TLS 1.3 server), one group
+//! What a health check needs and no more: AES-128-GCM (TLS 1.3's
+//! TLS_AES_128_GCM_SHA256, mandatory for every TLS 1.3 server; TLS 1.2's
+//! ECDHE-ECDSA/ECDHE-RSA-AES128-GCM-SHA256), one key-exchange group
 //! (x25519, which every mainstream server offers), no resumption, no early
-//! data. Like keepalived's `SSL_GET` without a CA, the server's certificate
+//! data, no renegotiation. Like keepalived's `SSL_GET` without a CA, the server's certificate
 //! is not verified: a check asks "does the service answer", and a real
 //! server's certificate is usually issued for the VIP's name, not for the
 //! address the director checks. The handshake itself is verified (the
 //! server's Finished MAC), so a broken or half-configured TLS stack fails
-//! the check. A server that speaks only TLS 1.2 fails it too, with a reason
-//! that says so.
+//! the check.
 
 pub mod gcm;
 pub mod x25519;
@@ -44,6 +44,13 @@ const HT_FINISHED: u8 = 20;
 const HT_KEY_UPDATE: u8 = 24;
 
 const TLS_AES_128_GCM_SHA256: u16 = 0x1301;
+/// TLS 1.2: ECDHE with an ECDSA or an RSA certificate, AES-128-GCM.
+const TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256: u16 = 0xc02b;
+const TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256: u16 = 0xc02f;
+const HT_HELLO_REQUEST: u8 = 0;
+const HT_SERVER_KEY_EXCHANGE: u8 = 12;
+const HT_SERVER_HELLO_DONE: u8 = 14;
+const HT_CLIENT_KEY_EXCHANGE: u8 = 16;
 const X25519: u16 = 0x001d;
 
 /// SHA-256("HelloRetryRequest"): the ServerHello random of a HelloRetryRequest.
@@ -95,12 +102,28 @@ fn expand32(secret: &[u8; 32], label: &str, context: &[u8]) -> [u8; 32] {
     out
 }
 
+/// TLS 1.2's PRF with SHA-256 (RFC 5246 §5).
+pub fn prf(secret: &[u8], label: &str, seed: &[&[u8]], len: usize) -> Vec<u8> {
+    let seed: Vec<u8> = [label.as_bytes()].iter().chain(seed).flat_map(|p| p.iter().copied()).collect();
+    let mut a = hmac(secret, &[&seed]);
+    let mut out = Vec::with_capacity(len + 32);
+    while out.len() < len {
+        out.extend_from_slice(&hmac(secret, &[&a, &seed]));
+        a = hmac(secret, &[&a]);
+    }
+    out.truncate(len);
+    out
+}
+
 /// The record keys of one direction under one traffic secret.
 #[derive(Clone)]
 struct Keys {
     gcm: Gcm,
+    /// TLS 1.3: the IV the sequence number is XORed into. TLS 1.2: the
+    /// first 4 bytes are the implicit salt.
     iv: [u8; 12],
     seq: u64,
+    tls12: bool,
 }
 
 impl Keys {
@@ -109,7 +132,15 @@ impl Keys {
         key.copy_from_slice(&expand_label(secret, "key", &[], 16));
         let mut iv = [0u8; 12];
         iv.copy_from_slice(&expand_label(secret, "iv", &[], 12));
-        Keys { gcm: Gcm::new(&key), iv, seq: 0 }
+        Keys { gcm: Gcm::new(&key), iv, seq: 0, tls12: false }
+    }
+
+    /// TLS 1.2 keys from the key block's parts.
+    fn tls12(key: &[u8], salt: &[u8]) -> Keys {
+        let (mut k, mut iv) = ([0u8; 16], [0u8; 12]);
+        k.copy_from_slice(key);
+        iv[..4].copy_from_slice(salt);
+        Keys { gcm: Gcm::new(&k), iv, seq: 0, tls12: true }
     }
 
     fn nonce(&mut self) -> [u8; 12] {
@@ -130,6 +161,12 @@ enum State {
     CertificateVerify,
     Finished,
     Connected,
+    // TLS 1.2 (RFC 5246), after a ServerHello without supported_versions.
+    Certificate12,
+    ServerKeyExchange12,
+    ServerHelloDone12,
+    ChangeCipherSpec12,
+    Finished12,
 }
 
 /// One TLS 1.3 client connection.
@@ -154,6 +191,11 @@ pub struct Client {
     out: Vec<u8>,
     plain: Vec<u8>,
     closed: bool,
+    /// TLS 1.2: both hello randoms, the server's x25519 share, the master secret.
+    client_random: [u8; 32],
+    server_random: [u8; 32],
+    server_share: [u8; 32],
+    master12: Vec<u8>,
 }
 
 /// Why a TLS connection failed, in words for the check's reason.
@@ -181,6 +223,10 @@ impl Client {
             out: Vec::new(),
             plain: Vec::new(),
             closed: false,
+            client_random: random,
+            server_random: [0; 32],
+            server_share: [0; 32],
+            master12: Vec::new(),
         };
         let hello = client_hello(server_name, &random, &x25519::public(&private));
         c.transcript.update(&hello);
@@ -252,6 +298,16 @@ impl Client {
     }
 
     fn record(&mut self, header: [u8; 5], mut body: Vec<u8>) -> Result<(), Error> {
+        if header[0] == CT_CCS && self.state == State::ChangeCipherSpec12 {
+            let k = &self.master12[..];
+            let block = prf(k, "key expansion", &[&self.server_random, &self.client_random], 40);
+            self.read = Some(Keys::tls12(&block[16..32], &block[36..40]));
+            self.state = State::Finished12;
+            return Ok(());
+        }
+        if self.read.as_ref().is_some_and(|k| k.tls12) {
+            return self.record12(header, body);
+        }
         match header[0] {
             CT_CCS if self.state != State::Connected => Ok(()),
             CT_ALERT if self.read.is_none() => alert(&body),
@@ -293,6 +349,39 @@ impl Client {
             }
             22 | 23 if header[1] == 3 => Err(format!("TLS: unexpected record type {}", header[0])),
             _ if header[1] != 3 => Err("TLS: not a TLS server (the reply is not a TLS record)".into()),
+            k => Err(format!("TLS: unexpected record type {k}")),
+        }
+    }
+
+    /// A TLS 1.2 record under the server's keys: explicit nonce, then the
+    /// ciphertext of the record's own type.
+    fn record12(&mut self, header: [u8; 5], mut body: Vec<u8>) -> Result<(), Error> {
+        if body.len() < 8 + 16 {
+            return Err("TLS: record too short".into());
+        }
+        let keys = self.read.as_mut().ok_or("TLS: no keys")?;
+        let mut nonce = keys.iv;
+        nonce[4..].copy_from_slice(&body[..8]);
+        let len = body.len() - 8 - 16;
+        let mut aad = keys.seq.to_be_bytes().to_vec();
+        aad.extend_from_slice(&[header[0], header[1], header[2], (len >> 8) as u8, len as u8]);
+        keys.seq += 1;
+        let mut t = [0u8; 16];
+        t.copy_from_slice(&body[8 + len..]);
+        let data = &mut body[8..8 + len];
+        keys.gcm.open(&nonce, &aad, data, &t).map_err(|_| "TLS: record does not decrypt (bad_record_mac)")?;
+        let data = body[8..8 + len].to_vec();
+        match header[0] {
+            CT_HANDSHAKE => self.handshake_bytes(&data),
+            CT_APPDATA if self.state == State::Connected => {
+                self.plain.extend_from_slice(&data);
+                Ok(())
+            }
+            CT_ALERT if data.len() == 2 && data[1] == 0 => {
+                self.closed = true;
+                Ok(())
+            }
+            CT_ALERT => alert(&data),
             k => Err(format!("TLS: unexpected record type {k}")),
         }
     }
@@ -346,6 +435,50 @@ impl Client {
             }
             (State::Finished, HT_FINISHED) => self.server_finished(msg),
             (State::Connected, HT_NEW_SESSION_TICKET) => Ok(()),
+            (State::Certificate12, HT_CERTIFICATE) => {
+                self.transcript.update(msg);
+                self.state = State::ServerKeyExchange12;
+                Ok(())
+            }
+            (State::ServerKeyExchange12, HT_SERVER_KEY_EXCHANGE) => {
+                // ECParameters (named_curve x25519), the point; the signature
+                // is not verified (no certificate is).
+                let mut r = Reader(body);
+                let (kind, group) = (r.u8(), r.u16());
+                if kind != Some(3) || group != Some(X25519) {
+                    let name = match group {
+                        Some(0x17) => "secp256r1".to_string(),
+                        Some(0x18) => "secp384r1".to_string(),
+                        Some(g) => format!("{g:#06x}"),
+                        None => "none".to_string(),
+                    };
+                    return Err(format!("TLS: the server chose key exchange group {name}; lvsbox's checks use x25519"));
+                }
+                let n = usize::from(r.u8().ok_or("TLS: bad ServerKeyExchange")?);
+                let point = r.take(n).filter(|p| p.len() == 32).ok_or("TLS: bad x25519 share in ServerKeyExchange")?;
+                self.server_share.copy_from_slice(point);
+                self.transcript.update(msg);
+                self.state = State::ServerHelloDone12;
+                Ok(())
+            }
+            (State::ServerHelloDone12, HT_CERTIFICATE_REQUEST) if self.cert_request.is_none() => {
+                self.cert_request = Some(Vec::new());
+                self.transcript.update(msg);
+                Ok(())
+            }
+            (State::ServerHelloDone12, HT_SERVER_HELLO_DONE) => {
+                self.transcript.update(msg);
+                self.client_flight12()
+            }
+            (State::Finished12, HT_FINISHED) => {
+                let hash = self.transcript.clone().finalize();
+                if body != prf(&self.master12, "server finished", &[&hash], 12) {
+                    return Err("TLS: the server's Finished does not verify".into());
+                }
+                self.state = State::Connected;
+                Ok(())
+            }
+            (State::Connected, HT_HELLO_REQUEST) if self.read.as_ref().is_some_and(|k| k.tls12) => Ok(()),
             (State::Connected, HT_KEY_UPDATE) => {
                 self.server_ap = expand32(&self.server_ap, "traffic upd", &[]);
                 self.read = Some(Keys::new(&self.server_ap));
@@ -392,8 +525,23 @@ impl Client {
                 _ => {}
             }
         }
+        let legacy = u16::from_be_bytes([msg[4], msg[5]]);
+        if version.is_none() && legacy == 0x0303 {
+            // TLS 1.3 servers mark a downgrade in the random (RFC 8446 §4.1.3):
+            // a TLS 1.3 server answering TLS 1.2 to a TLS 1.3 client is an attack.
+            if &random[24..] == b"DOWNGRD\x01" {
+                return Err("TLS: downgrade to TLS 1.2 detected".into());
+            }
+            if suite != TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 && suite != TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 {
+                return Err(format!("TLS: the server chose TLS 1.2 cipher suite {suite:#06x}"));
+            }
+            self.server_random.copy_from_slice(random);
+            self.transcript.update(msg);
+            self.state = State::Certificate12;
+            return Ok(());
+        }
         if version != Some(0x0304) {
-            return Err("TLS: the server chose TLS 1.2 or older; lvsbox's checks speak TLS 1.3".into());
+            return Err("TLS: the server chose TLS 1.1 or older; lvsbox's checks speak TLS 1.2 and 1.3".into());
         }
         if suite != TLS_AES_128_GCM_SHA256 {
             return Err(format!("TLS: the server chose cipher suite {suite:#06x}, not TLS_AES_128_GCM_SHA256"));
@@ -450,8 +598,57 @@ impl Client {
         Ok(())
     }
 
+    /// TLS 1.2 after ServerHelloDone: [empty Certificate], ClientKeyExchange,
+    /// ChangeCipherSpec, Finished.
+    fn client_flight12(&mut self) -> Result<(), Error> {
+        let shared = x25519::x25519(&self.private, &self.server_share);
+        if shared == [0; 32] {
+            return Err("TLS: the server's key share is a low-order point".into());
+        }
+        let public = x25519::public(&self.private);
+        self.private = [0; 32];
+        self.master12 = prf(&shared, "master secret", &[&self.client_random, &self.server_random], 48);
+        let block = prf(&self.master12, "key expansion", &[&self.server_random, &self.client_random], 40);
+        let plain = |c: &mut Client, m: &[u8]| {
+            c.transcript.update(m);
+            c.out.extend_from_slice(&[CT_HANDSHAKE, 3, 3, (m.len() >> 8) as u8, m.len() as u8]);
+            c.out.extend_from_slice(m);
+        };
+        if self.cert_request.take().is_some() {
+            plain(self, &[HT_CERTIFICATE, 0, 0, 3, 0, 0, 0]);
+        }
+        let mut cke = vec![HT_CLIENT_KEY_EXCHANGE, 0, 0, 33, 32];
+        cke.extend_from_slice(&public);
+        plain(self, &cke);
+        self.out.extend_from_slice(&[CT_CCS, 3, 3, 0, 1, 1]);
+        self.write = Some(Keys::tls12(&block[..16], &block[32..36]));
+        let hash = self.transcript.clone().finalize();
+        let mut fin = vec![HT_FINISHED, 0, 0, 12];
+        fin.extend_from_slice(&prf(&self.master12, "client finished", &[&hash], 12));
+        self.transcript.update(&fin);
+        self.seal(CT_HANDSHAKE, &fin);
+        self.state = State::ChangeCipherSpec12;
+        Ok(())
+    }
+
     fn seal(&mut self, kind: u8, data: &[u8]) {
         let Some(keys) = self.write.as_mut() else { return };
+        if keys.tls12 {
+            let explicit = keys.seq.to_be_bytes();
+            let mut nonce = keys.iv;
+            nonce[4..].copy_from_slice(&explicit);
+            let mut aad = explicit.to_vec();
+            aad.extend_from_slice(&[kind, 3, 3, (data.len() >> 8) as u8, data.len() as u8]);
+            keys.seq += 1;
+            let mut body = data.to_vec();
+            let tag = keys.gcm.seal(&nonce, &aad, &mut body);
+            let len = 8 + body.len() + 16;
+            self.out.extend_from_slice(&[kind, 3, 3, (len >> 8) as u8, len as u8]);
+            self.out.extend_from_slice(&explicit);
+            self.out.extend_from_slice(&body);
+            self.out.extend_from_slice(&tag);
+            return;
+        }
         let len = data.len() + 1 + 16;
         let header = [CT_APPDATA, 3, 3, (len >> 8) as u8, len as u8];
         let mut body = Vec::with_capacity(len);
@@ -471,12 +668,12 @@ fn alert(body: &[u8]) -> Result<(), Error> {
         0 => "close_notify",
         10 => "unexpected_message",
         20 => "bad_record_mac",
-        40 => "handshake_failure (does the server speak TLS 1.3 with AES-128-GCM and x25519?)",
+        40 => "handshake_failure (lvsbox offers AES-128-GCM with x25519, over TLS 1.3 or 1.2)",
         42 => "bad_certificate",
         47 => "illegal_parameter",
         50 => "decode_error",
         51 => "decrypt_error",
-        70 => "protocol_version (the server does not speak TLS 1.3)",
+        70 => "protocol_version (the server speaks neither TLS 1.3 nor TLS 1.2)",
         71 => "insufficient_security",
         80 => "internal_error",
         90 => "user_canceled",
@@ -507,8 +704,12 @@ fn client_hello(server_name: Option<&str>, random: &[u8; 32], public: &[u8; 32])
         b.extend_from_slice(n);
         ext(0, &b);
     }
-    // supported_groups: x25519.
-    ext(10, &[0, 2, 0x00, 0x1d]);
+    // supported_groups: x25519 for the key exchange; P-256 and P-384 too,
+    // because TLS 1.2 servers use an ECDSA certificate only on a curve the
+    // client lists (RFC 8422 §5.1.1). A TLS 1.3 server that has our x25519
+    // key share uses it; a TLS 1.2 one that picks P-256 for ECDHE fails the
+    // check with that reason.
+    ext(10, &[0, 6, 0x00, 0x1d, 0x00, 0x17, 0x00, 0x18]);
     // signature_algorithms: what servers sign with (not verified, but a
     // server refuses a hello without a scheme its certificate can use).
     let schemes: [u16; 11] = [0x0403, 0x0503, 0x0603, 0x0804, 0x0805, 0x0806, 0x0807, 0x0808, 0x0401, 0x0501, 0x0601];
@@ -517,8 +718,10 @@ fn client_hello(server_name: Option<&str>, random: &[u8; 32], public: &[u8; 32])
         b.extend_from_slice(&s.to_be_bytes());
     }
     ext(13, &b);
-    // supported_versions: TLS 1.3.
-    ext(43, &[2, 3, 4]);
+    // supported_versions: TLS 1.3, then 1.2.
+    ext(43, &[4, 3, 4, 3, 3]);
+    // ec_point_formats: uncompressed (TLS 1.2 servers want it with ECDHE).
+    ext(11, &[1, 0]);
     // key_share: x25519.
     let mut b = vec![0, 36, 0x00, 0x1d, 0, 32];
     b.extend_from_slice(public);
@@ -527,8 +730,12 @@ fn client_hello(server_name: Option<&str>, random: &[u8; 32], public: &[u8; 32])
     body.extend_from_slice(&[3, 3]);
     body.extend_from_slice(random);
     body.push(0); // no legacy session id
-    body.extend_from_slice(&[0, 2]);
-    body.extend_from_slice(&TLS_AES_128_GCM_SHA256.to_be_bytes());
+    body.extend_from_slice(&[0, 6]);
+    for suite in
+        [TLS_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]
+    {
+        body.extend_from_slice(&suite.to_be_bytes());
+    }
     body.extend_from_slice(&[1, 0]); // null compression
     body.extend_from_slice(&(exts.len() as u16).to_be_bytes());
     body.extend_from_slice(&exts);

@@ -79,6 +79,13 @@ fn gcm_matches_openssl_and_refuses_a_flipped_bit() {
 }
 
 #[test]
+fn tls12_prf_matches_a_reference() {
+    // P_SHA256 as RFC 5246 §5 defines it, computed with Python's hmac.
+    let out = prf(b"secret", "test label", &[b"seed"], 40);
+    assert_eq!(out, hex(PRF_VECTOR));
+}
+
+#[test]
 fn key_schedule_rfc8448_early_secret() {
     let early = extract(&[0; 32], &[0; 32]);
     assert_eq!(early, arr::<32>("33ad0a1c607ec03b09e6cd9893680ce210adf300aa1f2660e1b22e10f170f92a"));
@@ -97,8 +104,8 @@ fn client_hello_offers_tls13_x25519_aes128gcm_and_sni() {
     let hello = &out[5..];
     assert_eq!(hello[0], 1);
     let find = |needle: &[u8]| hello.windows(needle.len()).any(|w| w == needle);
-    assert!(find(&[0, 2, 0x13, 0x01]), "cipher suites: TLS_AES_128_GCM_SHA256");
-    assert!(find(&[0, 43, 0, 3, 2, 3, 4]), "supported_versions: TLS 1.3");
+    assert!(find(&[0, 6, 0x13, 0x01, 0xc0, 0x2b, 0xc0, 0x2f]), "cipher suites: TLS 1.3's and TLS 1.2's AES-128-GCM");
+    assert!(find(&[0, 43, 0, 5, 4, 3, 4, 3, 3]), "supported_versions: TLS 1.3, TLS 1.2");
     assert!(find(b"www.example.com"), "SNI");
     assert!(find(&x25519::public(&[9; 32])), "key share");
     assert!(c.output().is_empty(), "output is taken once");
@@ -109,7 +116,7 @@ fn client_hello_offers_tls13_x25519_aes128gcm_and_sni() {
 fn alerts_and_non_tls_replies_read_as_reasons() {
     let mut c = Client::new(None, [1; 32], [2; 32]);
     let e = c.feed(&[21, 3, 3, 0, 2, 2, 70]).unwrap_err();
-    assert!(e.contains("protocol_version"), "{e}");
+    assert!(e.contains("protocol_version (the server speaks neither TLS 1.3 nor TLS 1.2)"), "{e}");
     let mut c = Client::new(None, [1; 32], [2; 32]);
     let e = c.feed(b"HTTP/1.1 400 Bad Request\r\n\r\n").unwrap_err();
     assert!(e.contains("not a TLS server"), "{e}");
@@ -118,11 +125,12 @@ fn alerts_and_non_tls_replies_read_as_reasons() {
 }
 
 #[test]
-fn a_tls12_server_hello_is_refused_with_a_reason() {
-    // A ServerHello without supported_versions (TLS 1.2), fed in two pieces.
+fn a_tls12_server_hello_with_another_suite_is_refused_with_a_reason() {
+    // A ServerHello without supported_versions (TLS 1.2) choosing
+    // ECDHE-RSA-AES256-GCM-SHA384, fed in two pieces.
     let mut body = vec![3, 3];
     body.extend_from_slice(&[5; 32]);
-    body.extend_from_slice(&[0, 0xc0, 0x2f, 0, 0, 0]);
+    body.extend_from_slice(&[0, 0xc0, 0x30, 0, 0, 0]);
     let mut msg = vec![2, 0, 0, body.len() as u8];
     msg.extend_from_slice(&body);
     let mut rec = vec![22, 3, 3, 0, msg.len() as u8];
@@ -130,7 +138,7 @@ fn a_tls12_server_hello_is_refused_with_a_reason() {
     let mut c = Client::new(None, [1; 32], [2; 32]);
     c.feed(&rec[..10]).unwrap();
     let e = c.feed(&rec[10..]).unwrap_err();
-    assert!(e.contains("TLS 1.2"), "{e}");
+    assert!(e.contains("TLS 1.2 cipher suite 0xc030"), "{e}");
 }
 
 #[test]
@@ -187,3 +195,5 @@ fn garbage_from_the_server_never_panics() {
         assert!(!c.connected(), "random bytes never complete a handshake");
     }
 }
+
+const PRF_VECTOR: &str = "bfc72aea54e12f176b7549dc7d0082fecd2be093284636015f9149017f433669e453c27d2993bfb7";
