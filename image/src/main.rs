@@ -21,7 +21,7 @@ const LONG_ABOUT: &str = "Build and boot the lvsbox firmware.
 Artefacts go to target/lvsbox/ (or $CARGO_TARGET_DIR/lvsbox, or $LVSBOX_ARTEFACTS):
   vmlinuz                       kernel from the pinned Debian package (image/pins.toml)
   lvsbox.cpio.lz4               production initramfs      lvsbox-debug.cpio.zst  debug
-  lvsbox.cpio.zst               the same cpio in zstd, the one inside the production UKI
+  lvsbox.cpio.<ext>             with --uki-compress: the same cpio as the UKI carries it
   lvsbox.cmdline                kernel command line       lvsbox-debug.cmdline
   lvsbox.release                /etc/lvsbox-release       lvsbox-debug.release
   lvsbox.efi                    UKI (systemd stub)        lvsbox-debug.efi
@@ -66,9 +66,9 @@ struct BuildArgs {
     /// or xz (--check=crc32 -9 -T1, the smallest). Default: lz4 for production, zstd for debug.
     #[arg(long, value_enum)]
     compress: Option<CompressArg>,
-    /// Compression of the initramfs inside the UKI (default zstd: under OVMF the firmware reads the whole
-    /// UKI from the ESP, and a smaller file boots sooner). When it differs from --compress, the UKI's copy
-    /// is kept next to the flavour's own initramfs.
+    /// Compression of the initramfs inside the UKI (default: the flavour's; lz4 booted as fast or faster
+    /// under OVMF than a zstd UKI, README.md). When it differs, the UKI's copy is kept next to the
+    /// flavour's own initramfs.
     #[arg(long, value_enum)]
     uki_compress: Option<CompressArg>,
     /// Timestamp of every file in the artefacts (default: $SOURCE_DATE_EPOCH or 1735689600).
