@@ -94,7 +94,11 @@ fn parse_variant(s: &str) -> Variant {
 /// under OVMF; an empty DISK is the built one.
 fn parse_uefi_variant(s: &str) -> Variant {
     let (label, disk) = s.split_once('|').unwrap_or((s, ""));
-    let disk = if disk.trim().is_empty() { image::Artefacts::locate().ok().and_then(|a| a.get(Flavour::Production).ok().map(|f| f.raw.clone())) } else { Some(disk.trim().into()) };
+    let disk = if disk.trim().is_empty() {
+        image::Artefacts::locate().ok().and_then(|a| a.get(Flavour::Production).ok().map(|f| f.raw.clone()))
+    } else {
+        Some(disk.trim().into())
+    };
     Variant { label: label.to_string(), append: vec![], initrd: None, disk }
 }
 
