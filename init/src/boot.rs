@@ -206,7 +206,12 @@ pub fn modules_and_config(cmd: &Cmdline, report: &mut BootReport) -> Config {
             loader.params.entry(m.into()).or_insert(p);
         }
     }
-    for e in &entries {
+    // What nothing before `lbd ready` needs waits for `load_late` (after
+    // ready, in a child), unless the config names it.
+    let needed = config_modules(&cfg);
+    let (now, late): (Vec<_>, Vec<_>) = entries.iter().partition(|e| !after_ready(&e.name) || needed.contains(&e.name));
+    info!("modules after lbd ready: {}", late.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(" "));
+    for e in &now {
         match loader.load(&e.name) {
             Ok(new) if !new.is_empty() => debug!("modules.load {}: loaded {}", e.name, new.join(" ")),
             Ok(_) => {}
@@ -236,6 +241,70 @@ pub fn modules_and_config(cmd: &Cmdline, report: &mut BootReport) -> Config {
     report.modules_loaded = loader.loaded.clone();
     report.module_failures = loader.failures.clone();
     cfg
+}
+
+/// Modules of modules.load that nothing needs before `lbd ready` unless the
+/// config names them: IPVS schedulers and persistence engines (the kernel
+/// requests one it lacks through init as modprobe, and lbd judges a
+/// scheduler available when modules.dep has it), nftables expressions that
+/// lbd's table does not use, tunnel and VLAN/macvlan drivers. `ip_vs_ftp`
+/// stays: its `ports=` is fixed at load.
+pub fn after_ready(module: &str) -> bool {
+    (module.starts_with("ip_vs_") && module != "ip_vs_ftp")
+        || module.starts_with("nft_")
+        || LATE_DRIVERS.contains(&module)
+}
+
+/// Tunnel and link drivers of modules.load that [`after_ready`] defers.
+const LATE_DRIVERS: &[&str] =
+    &["tunnel4", "tunnel6", "ipip", "gre", "ip_gre", "fou", "fou6", "ip6_tunnel", "ip6_gre", "8021q", "macvlan"];
+
+/// Modules the config uses, loaded before lbd starts even when
+/// [`after_ready`]: its schedulers, persistence engines, and 8021q for VLANs.
+pub fn config_modules(cfg: &Config) -> std::collections::BTreeSet<String> {
+    let mut m = std::collections::BTreeSet::new();
+    for s in &cfg.services {
+        m.insert(format!("ip_vs_{}", s.scheduler));
+        if let Some(e) = s.persistence.as_ref().and_then(|p| p.engine.as_ref()) {
+            m.insert(format!("ip_vs_pe_{e}"));
+        }
+    }
+    if cfg.interfaces.iter().any(|i| i.vlan.is_some()) {
+        m.insert("8021q".into());
+    }
+    m
+}
+
+/// Loads what [`modules_and_config`] left for after `lbd ready`: every
+/// module of modules.load not loaded yet (`init modprobe --late`, a child of
+/// init started once lbd answers). Logs one NOTICE line when done, which
+/// tests that need a late module (e.g. ipip's tunl0) wait for.
+pub fn load_late() -> bool {
+    let root = modules_root();
+    let t = std::time::Instant::now();
+    let mut loader = Loader::new(ModDb::open(&root), SysKmod);
+    let entries = kmod::parse_load(&std::fs::read_to_string(root.join("modules.load")).unwrap_or_default());
+    let mut new = Vec::new();
+    for e in entries.iter().filter(|e| after_ready(&e.name)) {
+        if !e.params.is_empty() {
+            loader.params.insert(e.name.clone(), e.params.clone());
+        }
+        if let Ok(n) = loader.load(&e.name) {
+            new.extend(n);
+        }
+    }
+    for f in &loader.failures {
+        warn!("module {}: {} (errno {})", f.name, f.error, f.errno);
+    }
+    notice!(
+        "{}: {} loaded in {} ms, {} failed",
+        paths::LATE_MODULES_LINE,
+        new.len(),
+        t.elapsed().as_millis(),
+        loader.failures.len()
+    );
+    debug!("modules loaded after ready: {}", new.join(" "));
+    loader.failures.is_empty()
 }
 
 /// Module parameters the config sets: `ip_vs conn_tab_bits=N` and, with a
@@ -415,5 +484,29 @@ mod tests {
         assert_eq!(config_params(&cfg, "ip_vs_rr"), None);
         let plain = Config::default();
         assert_eq!(config_params(&plain, "ip_vs_ftp"), None, "no NAT ftp: the module's default (21)");
+    }
+
+    #[test]
+    fn what_waits_until_after_ready() {
+        for m in ["ip_vs_rr", "ip_vs_mh", "ip_vs_pe_sip", "nft_nat", "ipip", "fou6", "8021q", "macvlan"] {
+            assert!(after_ready(m), "{m}");
+        }
+        for m in ["ip_vs", "ip_vs_ftp", "nf_conntrack", "nf_tables", "nfnetlink", "ext4", "button", "evdev"] {
+            assert!(!after_ready(m), "{m}");
+        }
+    }
+
+    #[test]
+    fn the_config_pulls_its_modules_before_ready() {
+        let cfg = lbd::config::parse(
+            "[[interfaces]]\nname = \"eth0\"\n[[interfaces]]\nname = \"eth0.7\"\nvlan = { parent = \"eth0\", id = 7 }\n\
+             [[services]]\naddress = \"192.0.2.1:80\"\nscheduler = \"mh\"\n\
+             [[services]]\naddress = \"192.0.2.1:5060\"\nprotocol = \"udp\"\npersistence = { timeout = 60, engine = \"sip\" }\n",
+            "t",
+        )
+        .unwrap();
+        let m: Vec<String> = config_modules(&cfg).into_iter().collect();
+        assert_eq!(m, ["8021q", "ip_vs_mh", "ip_vs_pe_sip", "ip_vs_wlc"]);
+        assert!(config_modules(&Config::default()).is_empty());
     }
 }

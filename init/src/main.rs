@@ -9,7 +9,9 @@
 //! Not PID 1: the kernel runs `/init -q -- <module>` as its modprobe helper
 //! (`kernel.modprobe=/init`), and init loads the module and its dependencies
 //! from modules.dep / modules.alias. `init modprobe NAME...` does the same by
-//! hand; `init --version` prints the version.
+//! hand; `init modprobe --late` (started by PID 1 once lbd is ready) loads
+//! the modules.load modules that boot left for later; `init --version`
+//! prints the version.
 
 mod boot;
 mod cmdline;
@@ -107,6 +109,10 @@ fn not_pid1() -> ExitCode {
         Some("--version") | Some("version") => {
             println!("init ({}) {}", lbd::paths::PRODUCT, lbd::paths::VERSION);
             ExitCode::SUCCESS
+        }
+        Some("modprobe") if args.get(1).map(String::as_str) == Some("--late") => {
+            log::open_kmsg();
+            if boot::load_late() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
         }
         Some("modprobe") => modprobe(&args[1..]),
         Some("ctl") => ctl(&args[1..]),

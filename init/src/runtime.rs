@@ -146,6 +146,30 @@ pub struct Runtime<'a> {
     inject_panic: bool,
 }
 
+/// `init modprobe --late` runs once per boot.
+static LATE_MODULES_STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Starts `init modprobe --late` (the modules boot left for after `lbd
+/// ready`, see `boot::after_ready`) as a child, once per boot. The reaper
+/// collects it like any orphan; it logs its own summary line.
+fn start_late_modules() {
+    if LATE_MODULES_STARTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
+    let r = std::process::Command::new("/init")
+        .args(["modprobe", "--late"])
+        .env_clear()
+        .current_dir("/")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    match r {
+        Ok(c) => debug!("loading the remaining modules (pid {})", c.id()),
+        Err(e) => warn!("cannot start init modprobe --late: {e}"),
+    }
+}
+
 /// `lvsbox.panic=loop` fires once per boot, not again in maintenance mode.
 static PANIC_INJECTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -183,6 +207,7 @@ impl<'a> Runtime<'a> {
             for c in plan.consoles {
                 table.add(c, now);
             }
+            start_late_modules();
             Ready::Done
         };
         if let Some(s) = plan.shell {
@@ -216,7 +241,9 @@ impl<'a> Runtime<'a> {
         self
     }
 
+    /// Once lbd is ready (or late): the consoles, and the modules left for now.
     fn start_consoles(&mut self) {
+        start_late_modules();
         let now = Instant::now();
         quiet_kernel_console(&self.pending_consoles);
         for c in std::mem::take(&mut self.pending_consoles) {

@@ -1173,15 +1173,20 @@ pub(crate) fn release_free_memory() {
 
 /// Errors a config can only show on the box: a scheduler module that the
 /// running kernel lacks (e.g. `twos` on 6.1). Skipped when IPVS isn't loaded.
+/// A scheduler is available when loaded (or built in) or when the image ships
+/// its module: init loads the unused ones only after `lbd ready`, and the
+/// kernel asks for a missing one through init as modprobe.
 fn capability_errors(cfg: &Config, file: &str) -> Vec<ConfigError> {
     let sys = std::path::Path::new("/sys/module");
     if !sys.join("ip_vs").exists() {
         return Vec::new();
     }
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let shipped = shipped_modules(&std::path::Path::new("/lib/modules").join(release.trim()));
     let mut out = Vec::new();
     for (i, s) in cfg.services.iter().enumerate() {
         let m = format!("ip_vs_{}", s.scheduler);
-        if !sys.join(&m).exists() {
+        if !sys.join(&m).exists() && !shipped.contains(&m) {
             out.push(ConfigError {
                 file: file.to_string(),
                 line: 0,
@@ -1192,6 +1197,19 @@ fn capability_errors(cfg: &Config, file: &str) -> Vec<ConfigError> {
         }
     }
     out
+}
+
+/// Names of the modules `modules.dep` under `root` lists (`-` as `_`, as
+/// the kernel names them); empty without the file.
+pub(crate) fn shipped_modules(root: &std::path::Path) -> std::collections::HashSet<String> {
+    let dep = std::fs::read_to_string(root.join("modules.dep")).unwrap_or_default();
+    dep.lines()
+        .filter_map(|l| {
+            let file = l.split(':').next()?.rsplit('/').next()?;
+            let name = file.split(".ko").next()?;
+            (!name.is_empty()).then(|| name.replace('-', "_"))
+        })
+        .collect()
 }
 
 fn read_conns(path: &std::path::Path, limit: usize) -> Result<Vec<ipvsadm::Conn>, String> {
@@ -1292,4 +1310,24 @@ pub async fn run(opts: Options, kernel: Box<dyn Kernel>, ring: LogRing) -> anyho
     info!("stopping; the IPVS table is left as it is");
     let _ = std::fs::remove_file(&sock);
     Ok(())
+}
+
+#[cfg(test)]
+mod shipped_tests {
+    #[test]
+    fn shipped_modules_come_from_modules_dep() {
+        let dir = std::env::temp_dir().join(format!("lbd-shipped-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(super::shipped_modules(&dir).is_empty(), "no modules.dep: nothing shipped");
+        std::fs::write(
+            dir.join("modules.dep"),
+            "kernel/net/netfilter/ipvs/ip_vs_mh.ko: kernel/net/netfilter/ipvs/ip_vs.ko\n\
+             kernel/net/netfilter/ipvs/ip_vs.ko:\nkernel/drivers/nvme/host/nvme-core.ko.xz:\n",
+        )
+        .unwrap();
+        let s = super::shipped_modules(&dir);
+        assert!(s.contains("ip_vs_mh") && s.contains("ip_vs") && s.contains("nvme_core"), "{s:?}");
+        assert!(!s.contains("ip_vs_twos"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -17,6 +17,9 @@ pub const CONFIG_HISTORY_KEEP: usize = 10;
 pub const CONFIG_PARTLABEL: &str = "lvsbox-config";
 /// What init prints once lbd answers on its control socket.
 pub const READY_LINE: &str = "lbd ready";
+/// Starts the NOTICE line init logs once the modules it left for after
+/// `lbd ready` are loaded (`modules after ready: N loaded in M ms, F failed`).
+pub const LATE_MODULES_LINE: &str = "modules after ready";
 /// Product name, printed in the banner `lvsbox <version>`.
 pub const PRODUCT: &str = "lvsbox";
 /// Version of this build.

@@ -52,6 +52,9 @@ pub struct GuestSpec {
     /// Another initramfs for a direct boot (e.g. [`crate::peer`]'s debug
     /// image with keepalived on top); the flavour's command line is kept.
     pub initrd: Option<PathBuf>,
+    /// Another raw GPT disk (ESP + config partition) for a UEFI boot, e.g. a
+    /// build with another UKI; a `config` still replaces its config partition.
+    pub disk: Option<PathBuf>,
 }
 
 impl GuestSpec {
@@ -67,6 +70,7 @@ impl GuestSpec {
             memory: 768,
             uefi: false,
             initrd: None,
+            disk: None,
             console_socket: false,
             allow_reboot: false,
         }
@@ -147,11 +151,14 @@ impl Guest {
         let mut q = if spec.uefi {
             let scratch = dir.join("uefi");
             let q = image::qemu::uefi_flavour(fa, &scratch)?;
-            if let Some(cfg) = &spec.config {
+            if spec.config.is_some() || spec.disk.is_some() {
                 // The overlay's config partition is the built (empty) one:
                 // give the guest a disk with this config instead.
                 let disk = scratch.join("disk.img");
-                copy_sparse(&fa.raw, &disk)?;
+                copy_sparse(spec.disk.as_deref().unwrap_or(&fa.raw), &disk)?;
+            }
+            if let Some(cfg) = &spec.config {
+                let disk = scratch.join("disk.img");
                 let part = scratch.join("config.ext4");
                 image::fsimg::make_ext4(
                     &[("lvsbox.toml", cfg.as_bytes())],
@@ -165,6 +172,8 @@ impl Guest {
                 image::fsimg::replace_partition(&disk, lbd::paths::CONFIG_PARTLABEL, &part)?;
                 let vars = scratch.join("OVMF_VARS.fd");
                 QemuCmd::uefi(&disk, "raw", &vars)
+            } else if spec.disk.is_some() {
+                QemuCmd::uefi(&scratch.join("disk.img"), "raw", &scratch.join("OVMF_VARS.fd"))
             } else {
                 q
             }

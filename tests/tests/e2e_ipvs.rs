@@ -337,6 +337,8 @@ fn tun_traffic_reaches_tunnelled_reals_round_robin() -> Result<()> {
         reals.push(g.wait_ready().map(|_| g)?);
     }
     for (i, g) in reals.iter_mut().enumerate() {
+        // ipip (tunl0) is one of the modules init loads after `lbd ready`.
+        g.wait_for(lbd::paths::LATE_MODULES_LINE, Duration::from_secs(120))?;
         g.sh_ok(&format!(
             "ip link set tunl0 up && ip addr add {vip}/32 dev tunl0 && \
              sysctl -w net.ipv4.conf.tunl0.rp_filter=0 net.ipv4.conf.all.rp_filter=0 \

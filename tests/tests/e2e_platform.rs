@@ -172,6 +172,7 @@ fn production_disk_boots_under_ovmf() -> Result<()> {
         memory: 768,
         uefi: true,
         initrd: None,
+        disk: None,
         console_socket: false,
         allow_reboot: false,
     };

@@ -1,10 +1,12 @@
-//! `lvsbox-bench [boot|ipvs|vrrp|checks|all] [--runs N] [--services N] [--reals N,N,..] [--window S] [--only lbd|keepalived|direct|uefi] [--keep-logs DIR] [--variant 'LABEL|APPEND|INITRD']...`:
+//! `lvsbox-bench [boot|ipvs|vrrp|checks|all] [--runs N] [--services N] [--reals N,N,..] [--window S] [--only lbd|keepalived|direct|uefi] [--keep-logs DIR] [--variant 'LABEL|APPEND|INITRD']... [--uefi-variant 'LABEL|DISK']...`:
 //! benchmarks in QEMU guests (TCG), printing lvsbox's figures next to the
 //! peer's from the same run where the peer can run in the same guests
 //! (ipvsadm; keepalived as the VRRP pair and as the checker), and the
 //! recorded keepalived figures otherwise (../shared/notes/peer-behaviour.md).
 //! `boot --variant` (repeatable) boots direct variants interleaved (A B A B
-//! ...): extra kernel arguments and/or another initramfs per label.
+//! ...): extra kernel arguments and/or another initramfs per label;
+//! `--uefi-variant` (repeatable, mixable with them) boots a raw GPT disk under
+//! OVMF (an empty DISK is the built one).
 //! Needs root and a built image (`cargo run --release -p image -- build`).
 
 use std::path::Path;
@@ -75,6 +77,8 @@ struct Variant {
     label: String,
     append: Vec<String>,
     initrd: Option<std::path::PathBuf>,
+    /// A raw GPT disk booted under OVMF instead (`--uefi-variant`).
+    disk: Option<std::path::PathBuf>,
 }
 
 /// `LABEL[|APPEND[|INITRD]]`.
@@ -83,14 +87,26 @@ fn parse_variant(s: &str) -> Variant {
     let label = it.next().unwrap_or("").to_string();
     let append = it.next().filter(|a| !a.trim().is_empty()).map(|a| vec![a.trim().to_string()]).unwrap_or_default();
     let initrd = it.next().filter(|i| !i.trim().is_empty()).map(|i| i.trim().into());
-    Variant { label, append, initrd }
+    Variant { label, append, initrd, disk: None }
+}
+
+/// `LABEL|DISK`: a raw GPT disk (e.g. another build's `lvsbox.img`) booted
+/// under OVMF; an empty DISK is the built one.
+fn parse_uefi_variant(s: &str) -> Variant {
+    let (label, disk) = s.split_once('|').unwrap_or((s, ""));
+    let disk = if disk.trim().is_empty() {
+        image::Artefacts::locate().ok().and_then(|a| a.get(Flavour::Production).ok().map(|f| f.raw.clone()))
+    } else {
+        Some(disk.trim().into())
+    };
+    Variant { label: label.to_string(), append: vec![], initrd: None, disk }
 }
 
 fn boot_once(uefi: bool, keep: Option<&Path>, run: usize, variant: &Variant) -> Result<BootRun> {
     let mut lab = Lab::new()?;
     let tap = lab.add_tap()?;
     let spec = GuestSpec {
-        name: if uefi {
+        name: if uefi && variant.label.is_empty() {
             "bench-uefi".into()
         } else if variant.label.is_empty() {
             "bench-direct".into()
@@ -105,6 +121,7 @@ fn boot_once(uefi: bool, keep: Option<&Path>, run: usize, variant: &Variant) -> 
         memory: 768,
         uefi,
         initrd: variant.initrd.clone(),
+        disk: variant.disk.clone(),
         console_socket: false,
         allow_reboot: false,
     };
@@ -162,18 +179,19 @@ fn print_boot_summary(name: &str, all: &[BootRun]) {
 fn bench_boot(runs: usize, only: &str, keep: Option<&Path>, variants: &[Variant]) -> Result<()> {
     println!("== boot: QEMU start to `lbd ready` (production image, TCG, {runs} runs each)");
     if !variants.is_empty() {
-        // Direct boots only, A B A B ...: every phase stretches with the
-        // host's load, so variants compare only when measured together.
+        // A B A B ...: every phase stretches with the host's load, so
+        // variants compare only when measured together.
         let mut all: Vec<Vec<BootRun>> = variants.iter().map(|_| Vec::new()).collect();
         for run in 0..runs {
             for (v, out) in variants.iter().zip(all.iter_mut()) {
-                let r = boot_once(false, keep, run, v)?;
+                let r = boot_once(v.disk.is_some(), keep, run, v)?;
                 eprintln!("  run {run} {}: lbd ready {:.2} s; {}", v.label, r.ready, fmt_milestones(&r));
                 out.push(r);
             }
         }
         for (v, runs) in variants.iter().zip(&all) {
-            print_boot_summary(&format!("direct {}", v.label), runs);
+            let how = if v.disk.is_some() { "OVMF" } else { "direct" };
+            print_boot_summary(&format!("{how} {}", v.label), runs);
         }
         return Ok(());
     }
@@ -906,10 +924,17 @@ fn main() -> Result<()> {
         args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map(String::as_str)
     };
     let what = args.first().map(String::as_str).unwrap_or("all");
+    let what = if args.iter().any(|a| a == "--help" || a == "-h") { "help" } else { what };
     match what {
         "boot" => {
-            let variants: Vec<Variant> =
-                args.windows(2).filter(|w| w[0] == "--variant").map(|w| parse_variant(&w[1])).collect();
+            let variants: Vec<Variant> = args
+                .windows(2)
+                .filter_map(|w| match w[0].as_str() {
+                    "--variant" => Some(parse_variant(&w[1])),
+                    "--uefi-variant" => Some(parse_uefi_variant(&w[1])),
+                    _ => None,
+                })
+                .collect();
             bench_boot(
                 opt("--runs", 5),
                 sopt("--only").unwrap_or("both"),
@@ -935,7 +960,7 @@ fn main() -> Result<()> {
             bench_vrrp(opt("--runs", 5))
         }
         _ => bail!(
-            "usage: lvsbox-bench [boot|ipvs|vrrp|checks|all] [--runs N] [--services N] [--reals N,N] [--window S] [--only lbd|keepalived|direct|uefi] [--keep-logs DIR] [--variant 'LABEL|APPEND|INITRD']..."
+            "usage: lvsbox-bench [boot|ipvs|vrrp|checks|all] [--runs N] [--services N] [--reals N,N] [--window S] [--only lbd|keepalived|direct|uefi] [--keep-logs DIR] [--variant 'LABEL|APPEND|INITRD']... [--uefi-variant 'LABEL|DISK']..."
         ),
     }
 }
@@ -968,6 +993,8 @@ mod milestone_tests {
         assert!(v.append.is_empty());
         assert_eq!(v.initrd.as_deref(), Some(Path::new("/tmp/i.cpio.lz4")));
         let v = parse_variant("base");
-        assert!(v.label == "base" && v.append.is_empty() && v.initrd.is_none());
+        assert!(v.label == "base" && v.append.is_empty() && v.initrd.is_none() && v.disk.is_none());
+        let v = parse_uefi_variant("lz4-uki|/tmp/a.img");
+        assert_eq!((v.label.as_str(), v.disk.as_deref()), ("lz4-uki", Some(Path::new("/tmp/a.img"))));
     }
 }
