@@ -373,6 +373,7 @@ fn bench_ipvs(runs: usize, n: usize) -> Result<()> {
         // the firewall read-back dominate an idle box) and the wall time
         // from one pass to the next, over the 6 passes.
         let (u0, s0, _) = proc_usage(&mut g, "lbd")?;
+        let th0 = lbd_threads(&mut g)?;
         let (p0, t0) = (passes(&mut g)?, g.sh_ok("cut -d' ' -f1 /proc/uptime")?.trim().parse::<f64>()?);
         settle(&mut g, 6)?;
         let (u1, s1, _) = proc_usage(&mut g, "lbd")?;
@@ -381,6 +382,16 @@ fn bench_ipvs(runs: usize, n: usize) -> Result<()> {
         let k = (p1 - p0).max(1) as f64;
         cpu_pass.push(((u1 - u0) + (s1 - s0)) / 100.0 / k);
         period.push((t1 - t0) / k);
+        // Which thread spent it (the reader dumps, the control thread merges and plans).
+        let th: Vec<String> = lbd_threads(&mut g)?
+            .iter()
+            .filter_map(|(tid, name, u, s)| {
+                let (_, _, u_, s_) = th0.iter().find(|t| &t.0 == tid)?;
+                let (du, ds) = ((u - u_) / 100.0 / k, (s - s_) / 100.0 / k);
+                (du + ds >= 0.01).then(|| format!("{name} {du:.2} + {ds:.2}"))
+            })
+            .collect();
+        eprintln!("lbd CPU per pass by thread (user + system s): {}", th.join(", "));
         let (lo, hi) = read_rss(&mut g)?;
         rss_later.push(lo);
         rss_later_hi.push(hi);
