@@ -12,6 +12,15 @@ pub trait Kernel: Send {
     fn services(&mut self) -> Result<Vec<ServiceEntry>, String>;
     /// The dests of one service.
     fn dests(&mut self, key: &ServiceKey) -> Result<Vec<DestEntry>, String>;
+    /// Every service, handed to `each` one at a time as the kernel's dump
+    /// arrives, so a verify pass never holds the whole list. After an error
+    /// `each` may have seen part of the table.
+    fn each_service(&mut self, each: &mut dyn FnMut(ServiceEntry)) -> Result<(), String> {
+        for s in self.services()? {
+            each(s);
+        }
+        Ok(())
+    }
     /// Runs operations, one result per op, in order.
     fn execute(&mut self, ops: &[Op]) -> Vec<Result<(), String>>;
     /// GET_CONFIG.
@@ -83,6 +92,12 @@ impl Kernel for SimKernel {
             .iter()
             .map(|(s, _)| ServiceEntry { svc: s.clone(), stats: Default::default() })
             .collect())
+    }
+    fn each_service(&mut self, each: &mut dyn FnMut(ServiceEntry)) -> Result<(), String> {
+        for (s, _) in &self.table.services {
+            each(ServiceEntry { svc: s.clone(), stats: Default::default() });
+        }
+        Ok(())
     }
     fn dests(&mut self, key: &ServiceKey) -> Result<Vec<DestEntry>, String> {
         self.table
@@ -235,6 +250,9 @@ impl Kernel for Netlink {
     fn dests(&mut self, key: &ServiceKey) -> Result<Vec<DestEntry>, String> {
         self.with(|k| k.dests(key))
     }
+    fn each_service(&mut self, each: &mut dyn FnMut(ServiceEntry)) -> Result<(), String> {
+        self.with(|k| k.for_each_service(&mut *each))
+    }
     fn execute(&mut self, ops: &[Op]) -> Vec<Result<(), String>> {
         match self.with(|k| Ok(k.execute(ops))) {
             Ok(v) => v.into_iter().map(|r| r.map_err(|e| e.to_string())).collect(),
@@ -291,6 +309,9 @@ impl Kernel for SharedSim {
     }
     fn dests(&mut self, key: &ServiceKey) -> Result<Vec<DestEntry>, String> {
         self.with(|k| k.dests(key))
+    }
+    fn each_service(&mut self, each: &mut dyn FnMut(ServiceEntry)) -> Result<(), String> {
+        self.with(|k| k.each_service(each))
     }
     fn execute(&mut self, ops: &[Op]) -> Vec<Result<(), String>> {
         self.with(|k| k.execute(ops))

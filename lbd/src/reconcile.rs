@@ -10,7 +10,7 @@
 //!   no longer has are drained (weight 0) when `drain_timeout` > 0 and deleted
 //!   once they have no connections left or the timeout has passed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -285,9 +285,11 @@ pub fn plan<D: std::borrow::Borrow<DesiredService>>(
     let mut del_dest_ops = Vec::new();
     let mut del_svc_ops = Vec::new();
 
-    let have: HashMap<ServiceKey, &(Service, Vec<ViewDest>)> = actual.services.iter().map(|e| (e.0.key, e)).collect();
-    let want: BTreeMap<ServiceKey, &DesiredService> =
-        desired.iter().map(|d| (d.borrow().svc.key, d.borrow())).collect();
+    // Where each kernel service is, and which of them the config has (a
+    // flag per service rather than a second map: a verify pass plans over
+    // the whole table every few seconds, 10,000 services on a big box).
+    let have: HashMap<ServiceKey, usize> = actual.services.iter().enumerate().map(|(i, e)| (e.0.key, i)).collect();
+    let mut wanted_svc = vec![false; actual.services.len()];
     let mut still_draining = HashMap::new();
 
     for d in desired {
@@ -300,22 +302,26 @@ pub fn plan<D: std::borrow::Borrow<DesiredService>>(
                     dest_ops.push(Op::NewDest(key, x.clone()));
                 }
             }
-            Some((entry, kdests)) => {
+            Some(&i) => {
+                wanted_svc[i] = true;
+                let (entry, kdests) = &actual.services[i];
                 if !same_service(&d.svc, entry) {
                     ops.push(Op::SetService(d.svc.clone()));
                 }
-                let kd: HashMap<(IpAddr, u16), &ViewDest> =
-                    kdests.iter().map(|e| ((e.dest.addr, e.dest.port), e)).collect();
+                let by_id = DestIndex::new(kdests.iter().map(|e| (e.dest.addr, e.dest.port)));
                 for x in &d.dests {
-                    match kd.get(&(x.addr, x.port)) {
+                    match by_id.find(kdests, |e| (e.dest.addr, e.dest.port), (x.addr, x.port)) {
                         None => dest_ops.push(Op::NewDest(key, x.clone())),
                         Some(e) if !same_dest(x, &e.dest) => dest_ops.push(Op::SetDest(key, x.clone())),
                         Some(_) => {}
                     }
                 }
-                let wanted: std::collections::HashSet<(IpAddr, u16)> =
-                    d.dests.iter().map(|x| (x.addr, x.port)).collect();
-                for e in kdests.iter().filter(|e| !wanted.contains(&(e.dest.addr, e.dest.port))) {
+                let wanted = DestIndex::new(d.dests.iter().map(|x| (x.addr, x.port)));
+                for e in kdests {
+                    let id = (e.dest.addr, e.dest.port);
+                    if wanted.find(&d.dests, |x| (x.addr, x.port), id).is_some() {
+                        continue;
+                    }
                     let id = (key, e.dest.addr, e.dest.port);
                     if drain.is_zero() || d.gone.contains(&(e.dest.addr, e.dest.port)) {
                         del_dest_ops.push(Op::DelDest(key, e.dest.addr, e.dest.port));
@@ -336,8 +342,8 @@ pub fn plan<D: std::borrow::Borrow<DesiredService>>(
             }
         }
     }
-    for (entry, _) in &actual.services {
-        if !want.contains_key(&entry.key) {
+    for ((entry, _), wanted) in actual.services.iter().zip(wanted_svc) {
+        if !wanted {
             del_svc_ops.push(Op::DelService(entry.key));
         }
     }
@@ -346,6 +352,34 @@ pub fn plan<D: std::borrow::Borrow<DesiredService>>(
     ops.extend(del_dest_ops);
     ops.extend(del_svc_ops);
     Plan { ops }
+}
+
+/// Finds a real server of one service by (address, port): a linear scan for
+/// the few a service usually has (no allocation per service and pass), a
+/// map beyond that.
+struct DestIndex(Option<HashMap<(IpAddr, u16), usize>>);
+
+impl DestIndex {
+    const LINEAR: usize = 16;
+
+    fn new(ids: impl ExactSizeIterator<Item = (IpAddr, u16)>) -> Self {
+        if ids.len() <= Self::LINEAR {
+            return DestIndex(None);
+        }
+        let mut m = HashMap::with_capacity(ids.len());
+        for (i, id) in ids.enumerate() {
+            // The first one wins, as a scan would find it.
+            m.entry(id).or_insert(i);
+        }
+        DestIndex(Some(m))
+    }
+
+    fn find<'a, T>(&self, items: &'a [T], id_of: impl Fn(&T) -> (IpAddr, u16), id: (IpAddr, u16)) -> Option<&'a T> {
+        match &self.0 {
+            Some(m) => m.get(&id).map(|&i| &items[i]),
+            None => items.iter().find(|e| id_of(e) == id),
+        }
+    }
 }
 
 /// Applies `ops` to an in-memory table the way the kernel would (used by

@@ -126,9 +126,20 @@ pub enum Job {
 }
 
 /// What a verify read found.
+///
+/// A full read carries every service (in the kernel's order) with its real
+/// servers. Otherwise only what may differ from the view: the services whose
+/// definition the reader had not seen as they are now (new, edited out of
+/// band, or named in the request because lbd changed them since), the ones it
+/// saw before that the kernel no longer has, and the real servers of a window
+/// of services (and of every service it sent). The reader compares each
+/// service as the dump arrives, so a pass over an unchanged 10,000-service
+/// table holds neither the dump nor a list of every service.
 pub struct Partial {
+    full: bool,
     services: Vec<ipvs::Service>,
-    dests: HashMap<ServiceKey, Vec<ViewDest>>,
+    gone: Vec<ServiceKey>,
+    dests: Vec<(ServiceKey, Vec<ViewDest>)>,
 }
 
 fn slim(d: Vec<DestEntry>) -> Vec<ViewDest> {
@@ -137,7 +148,9 @@ fn slim(d: Vec<DestEntry>) -> Vec<ViewDest> {
 
 enum ReadReq {
     Verify {
-        stale: Vec<ServiceKey>,
+        /// Services to send whatever the reader saw last (lbd changed them,
+        /// or an op on them failed), with their real servers.
+        recheck: Vec<ServiceKey>,
         full: bool,
         started: u64,
     },
@@ -147,40 +160,101 @@ enum ReadReq {
     },
 }
 
-/// The reader's own state: which services it saw last, where the window is.
+/// A fingerprint no definition gets: "send this service whatever it is".
+const RESEND: u64 = 0;
+
+/// A 64-bit digest of a service's definition as the kernel reports it
+/// (never [`RESEND`]).
+fn fingerprint(s: &ipvs::Service) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // SipHash with fixed keys: the same definition always gives the same value.
+    let mut h = std::hash::DefaultHasher::new();
+    (s.key, &s.sched, s.flags, s.timeout, s.netmask, &s.pe_name).hash(&mut h);
+    h.finish().max(1)
+}
+
+/// The reader's own state: each service it saw last (the fingerprint of its
+/// definition and the read it was seen in) and where the window is.
+///
+/// Why comparing with what the reader saw is enough: the view holds what a
+/// read saw plus the ops lbd executed since, and every service such an op
+/// touched is named in the next request (`recheck`), so it is sent as it is
+/// whatever its fingerprint. A service no op touched and whose fingerprint
+/// did not change is in the view as the kernel has it.
 #[derive(Default)]
 struct Reader {
-    seen: HashSet<ServiceKey>,
+    seen: HashMap<ServiceKey, (u64, u32)>,
+    read: u32,
+    /// Services in the kernel at the last read.
+    count: usize,
     cursor: usize,
 }
 
 impl Reader {
-    fn read(&mut self, k: &mut dyn Kernel, stale: &[ServiceKey], full: bool) -> Result<Partial, String> {
-        if full {
-            let a = k.dump()?;
-            self.seen = a.iter().map(|(s, _)| s.svc.key).collect();
-            let mut dests = HashMap::with_capacity(a.len());
-            let mut services = Vec::with_capacity(a.len());
-            for (s, d) in a {
-                dests.insert(s.svc.key, slim(d));
-                services.push(s.svc);
-            }
-            return Ok(Partial { services, dests });
+    fn read(&mut self, k: &mut dyn Kernel, recheck: &[ServiceKey], full: bool) -> Result<Partial, String> {
+        let r = self.read_inner(k, recheck, full);
+        if r.is_err() {
+            // Start over: the view is dropped and the next read is full.
+            self.seen = HashMap::new();
+            self.count = 0;
         }
-        let services = k.services()?;
-        let n = services.len().max(1);
-        let window: HashSet<usize> = (0..DEST_WINDOW.min(n)).map(|i| (self.cursor + i) % n).collect();
-        self.cursor = (self.cursor + DEST_WINDOW) % n;
-        let stale: HashSet<&ServiceKey> = stale.iter().collect();
-        let mut dests = HashMap::new();
-        for (i, s) in services.iter().enumerate() {
-            let key = s.svc.key;
-            if window.contains(&i) || stale.contains(&key) || !self.seen.contains(&key) {
-                dests.insert(key, slim(k.dests(&key)?));
-            }
+        r
+    }
+
+    fn read_inner(&mut self, k: &mut dyn Kernel, recheck: &[ServiceKey], full: bool) -> Result<Partial, String> {
+        let prev = self.read;
+        self.read = self.read.wrapping_add(1);
+        let read = self.read;
+        for key in recheck {
+            // Unknown ones are recorded as seen before, so that one the
+            // kernel does not have (any more) is reported gone.
+            self.seen.entry(*key).or_insert((RESEND, prev)).0 = RESEND;
         }
-        self.seen = services.iter().map(|s| s.svc.key).collect();
-        Ok(Partial { services: services.into_iter().map(|s| s.svc).collect(), dests })
+        let n = self.count.max(1);
+        let window = DEST_WINDOW.min(n);
+        let cursor = self.cursor % n;
+        let seen = &mut self.seen;
+        let mut services = Vec::new();
+        let mut want_dests = Vec::new();
+        let mut i = 0usize;
+        k.each_service(&mut |e| {
+            let s = e.svc;
+            let fp = fingerprint(&s);
+            let in_window = (i % n + n - cursor) % n < window;
+            i += 1;
+            let (send, dests) = match seen.get_mut(&s.key) {
+                Some(v) => {
+                    let was = v.0;
+                    *v = (fp, read);
+                    (full || was != fp, full || was == RESEND || in_window)
+                }
+                None => {
+                    seen.insert(s.key, (fp, read));
+                    (true, true)
+                }
+            };
+            if dests {
+                want_dests.push(s.key);
+            }
+            if send {
+                services.push(s);
+            }
+        })?;
+        self.count = i;
+        self.cursor = (cursor + window) % i.max(1);
+        let mut gone = Vec::new();
+        self.seen.retain(|key, (_, r)| {
+            let here = *r == read;
+            if !here && !full {
+                gone.push(*key);
+            }
+            here
+        });
+        let mut dests = Vec::with_capacity(want_dests.len());
+        for key in want_dests {
+            dests.push((key, slim(k.dests(&key)?)));
+        }
+        Ok(Partial { full, services, gone, dests })
     }
 
     fn snapshot(
@@ -226,9 +300,12 @@ struct Control {
     sync_err: Option<String>,
 }
 
-/// The view after a verify read: the read's services in the kernel's order,
-/// each with the real servers read now or, outside the read's window, those
-/// the view had.
+/// The view after a verify read.
+///
+/// A full read's services in the kernel's order, each with the real servers
+/// read now; otherwise the view with the read's differences applied in place
+/// (sent definitions replaced or added, services gone removed, re-read real
+/// servers compared).
 ///
 /// What the view already holds keeps its allocation: an unchanged service
 /// (and its scheduler string) stays the view's own, and re-read real servers
@@ -238,9 +315,55 @@ struct Control {
 /// those scattered live blocks kept whole freed pages resident (the RSS after
 /// a few passes grew by megabytes that `malloc_trim` could not give back).
 fn merge_read(old: Option<Actual>, p: Partial) -> Actual {
+    let mut view = match old {
+        Some(v) if !p.full => v,
+        old => return merge_full(old, p),
+    };
+    let gone: HashSet<ServiceKey> = p.gone.into_iter().collect();
+    if !gone.is_empty() {
+        view.services.retain(|(s, _)| !gone.contains(&s.key));
+    }
+    if p.services.is_empty() && p.dests.is_empty() {
+        return view;
+    }
+    // Where each service is (a map only when there are enough lookups to
+    // pay for it: the window's 1,000 in a table of 10,000).
+    let lookups = p.services.len() + p.dests.len();
+    let index: Option<HashMap<ServiceKey, usize>> =
+        (lookups > 16).then(|| view.services.iter().enumerate().map(|(i, (s, _))| (s.key, i)).collect());
+    let find = |view: &Actual, index: &Option<HashMap<ServiceKey, usize>>, key: &ServiceKey| match index {
+        Some(m) => m.get(key).copied(),
+        None => view.services.iter().position(|(s, _)| s.key == *key),
+    };
+    for s in p.services {
+        match find(&view, &index, &s.key) {
+            Some(i) => {
+                if view.services[i].0 != s {
+                    view.services[i].0 = s;
+                }
+            }
+            // New: at the end, after every indexed entry.
+            None => view.services.push((s, Vec::new())),
+        }
+    }
+    for (key, read) in p.dests {
+        let i = find(&view, &index, &key).or_else(|| view.services.iter().rposition(|(s, _)| s.key == key));
+        if let Some(i) = i {
+            let d = &mut view.services[i].1;
+            if *d != read {
+                d.clone_from(&read);
+            }
+        }
+    }
+    view
+}
+
+/// A full read: the read's services in the kernel's order, keeping the old
+/// view's allocations for what did not change.
+fn merge_full(old: Option<Actual>, p: Partial) -> Actual {
     let mut old: HashMap<ServiceKey, (ipvs::Service, Vec<ViewDest>)> =
         old.map(|v| v.services.into_iter().map(|(s, d)| (s.key, (s, d))).collect()).unwrap_or_default();
-    let mut dests = p.dests;
+    let mut dests: HashMap<ServiceKey, Vec<ViewDest>> = p.dests.into_iter().collect();
     let mut table = Vec::with_capacity(p.services.len());
     for s in p.services {
         let read = dests.remove(&s.key);
@@ -296,21 +419,20 @@ impl Control {
         };
         let results = self.k.execute(&plan.ops);
         for (op, res) in plan.ops.iter().zip(results) {
+            // The next read sends this service as the kernel has it then
+            // (the reader compares with what it saw, which this op may have
+            // made different from the view).
+            self.stale.insert(op_key(op));
             match res {
                 Ok(()) => {
                     self.seq += 1;
                     if self.in_flight.is_some() {
                         self.journal.push((self.seq, op.clone()));
                     }
-                    if reconcile::simulate(view, std::slice::from_ref(op)).iter().any(|x| x.is_err()) {
-                        self.stale.insert(op_key(op));
-                    }
+                    let _ = reconcile::simulate(view, std::slice::from_ref(op));
                     r.applied(op);
                 }
-                Err(e) => {
-                    self.stale.insert(op_key(op));
-                    r.failed(op.to_string(), e);
-                }
+                Err(e) => r.failed(op.to_string(), e),
             }
         }
         if r.failed_count > 0 {
@@ -364,11 +486,12 @@ impl Control {
     /// Starts a verify read (in the reader thread, or inline).
     fn start_verify(&mut self, f: InFlight) {
         let full = self.view.as_ref().is_none_or(|v| v.services.len() <= FULL_DUMP_MAX);
-        let stale: Vec<ServiceKey> = self.stale.drain().collect();
+        let recheck: Vec<ServiceKey> = self.stale.drain().collect();
+        self.stale.shrink_to(64);
         let started = self.seq;
         self.in_flight = Some(f);
         if let Some(tx) = &self.reader {
-            match tx.send(ReadReq::Verify { stale, full, started }) {
+            match tx.send(ReadReq::Verify { recheck, full, started }) {
                 Ok(()) => return,
                 Err(mpsc::SendError(_)) => {
                     // The reader thread is gone: read inline from now on.
@@ -378,7 +501,7 @@ impl Control {
             let _ = self.self_tx.send(Job::Read { read: Err("kernel reader stopped".into()), started });
             return;
         }
-        let read = self.inline.read(self.k.as_mut(), &stale, full);
+        let read = self.inline.read(self.k.as_mut(), &recheck, full);
         let _ = self.self_tx.send(Job::Read { read, started });
     }
 
@@ -498,8 +621,8 @@ pub fn start(k: Box<dyn Kernel>) -> mpsc::Sender<Job> {
                 .spawn(move || {
                     while let Ok(req) = rrx.recv() {
                         match req {
-                            ReadReq::Verify { stale, full, started } => {
-                                let read = rd.read(rk.as_mut(), &stale, full);
+                            ReadReq::Verify { recheck, full, started } => {
+                                let read = rd.read(rk.as_mut(), &recheck, full);
                                 if back.send(Job::Read { read, started }).is_err() {
                                     break;
                                 }
@@ -640,5 +763,120 @@ mod tests {
         go.send(()).unwrap();
         let r = pass(&tx, target(&b, None), Mode::Verify).blocking_recv().unwrap();
         assert_eq!(r.applied_count, 0, "{r:?}");
+    }
+
+    /// `n` services (more than [`FULL_DUMP_MAX`]: the windowed reads), the
+    /// first one's scheduler `sched`.
+    fn many(n: usize, sched: &str) -> String {
+        let mut s = String::from("[ipvs]\ndrain_timeout = 0\n");
+        for i in 0..n {
+            let sc = if i == 0 { sched } else { "wrr" };
+            s.push_str(&format!(
+                "[[services]]\naddress = \"172.16.{}.{}:80\"\nscheduler = \"{sc}\"\n[[services.reals]]\naddress = \"10.0.0.1\"\n",
+                i / 250,
+                i % 250 + 1
+            ));
+        }
+        s
+    }
+
+    /// An out-of-band change straight into the simulated kernel.
+    fn out_of_band(sim: &SharedSim, op: Op) {
+        let mut k = sim.0.lock().unwrap();
+        assert_eq!(reconcile::simulate(&mut k.table, &[op]), vec![Ok(())]);
+    }
+
+    fn service(sim: &SharedSim, key: &ServiceKey) -> Option<(ipvs::Service, usize)> {
+        let k = sim.0.lock().unwrap();
+        k.table.services.iter().find(|(s, _)| s.key == *key).map(|(s, d)| (s.clone(), d.len()))
+    }
+
+    #[test]
+    fn windowed_reads_repair_out_of_band_edits_even_of_what_lbd_just_changed() {
+        let n = FULL_DUMP_MAX + 100;
+        let sim = SharedSim::new();
+        let tx = start(Box::new(sim.clone()));
+        let verify = |t: Target| pass(&tx, t, Mode::Verify).blocking_recv().unwrap();
+        let a = target(&many(n, "rr"), None);
+        assert_eq!(verify(a.clone()).applied_count, 2 * n);
+        // Two passes: the view and the reader have seen everything.
+        assert_eq!(verify(a.clone()).applied_count, 0);
+        assert_eq!(verify(a.clone()).applied_count, 0);
+        let first = a.desired[0].svc.key;
+        let last = a.desired[n - 1].svc.key;
+
+        // A service deleted out of band is back after one pass, with its real.
+        out_of_band(&sim, Op::DelService(last));
+        let r = verify(a.clone());
+        assert_eq!((r.error.as_deref(), r.applied_count), (None, 2), "{r:?}");
+        assert_eq!(service(&sim, &last).map(|(_, d)| d), Some(1));
+
+        // A scheduler edited out of band is set back.
+        let mut edited = a.desired[0].svc.clone();
+        edited.sched = "lc".into();
+        out_of_band(&sim, Op::SetService(edited));
+        let r = verify(a.clone());
+        assert_eq!(r.applied_count, 1, "{r:?}");
+        assert_eq!(service(&sim, &first).unwrap().0.sched, "rr");
+
+        // lbd edits the first service (an apply's fast pass)...
+        let b = target(&many(n, "wlc"), None);
+        let (rtx, rrx) = oneshot::channel();
+        tx.send(Job::Reconcile { target: b.clone(), mode: Mode::Fast, reply: rtx }).unwrap();
+        assert_eq!(rrx.blocking_recv().unwrap().applied_count, 1);
+        // ... and someone sets it back to what the reader saw last: the
+        // kernel now matches the reader's memory but not the view.
+        let mut back = b.desired[0].svc.clone();
+        back.sched = "rr".into();
+        out_of_band(&sim, Op::SetService(back));
+        let r = verify(b.clone());
+        assert_eq!(r.applied_count, 1, "{r:?}");
+        assert_eq!(service(&sim, &first).unwrap().0.sched, "wlc");
+
+        // lbd adds a service; it is deleted out of band before the next read.
+        let c = target(&many(n + 1, "wlc"), None);
+        let (rtx, rrx) = oneshot::channel();
+        tx.send(Job::Reconcile { target: c.clone(), mode: Mode::Fast, reply: rtx }).unwrap();
+        assert_eq!(rrx.blocking_recv().unwrap().applied_count, 2);
+        let added = c.desired[n].svc.key;
+        out_of_band(&sim, Op::DelService(added));
+        let r = verify(c.clone());
+        assert_eq!(r.applied_count, 2, "{r:?}");
+        assert_eq!(service(&sim, &added).map(|(_, d)| d), Some(1));
+
+        // A flush: everything comes back, and then nothing changes.
+        sim.0.lock().unwrap().table.services.clear();
+        assert_eq!(verify(c.clone()).applied_count, 2 * (n + 1));
+        let changes = sim.0.lock().unwrap().changes;
+        for _ in 0..3 {
+            assert_eq!(verify(c.clone()).applied_count, 0);
+        }
+        assert_eq!(sim.0.lock().unwrap().changes, changes);
+    }
+
+    #[test]
+    fn windowed_reads_reach_every_real_server_list() {
+        let n = FULL_DUMP_MAX + 1500;
+        let sim = SharedSim::new();
+        let tx = start(Box::new(sim.clone()));
+        let verify = |t: Target| pass(&tx, t, Mode::Verify).blocking_recv().unwrap();
+        let a = target(&many(n, "rr"), None);
+        verify(a.clone());
+        verify(a.clone());
+        // A real deleted out of band from one service: the rotating window
+        // gets to it within ceil(n / DEST_WINDOW) passes.
+        let key = a.desired[n / 2].svc.key;
+        let x = &a.desired[n / 2].dests[0];
+        out_of_band(&sim, Op::DelDest(key, x.addr, x.port));
+        let passes = n.div_ceil(DEST_WINDOW);
+        let mut repaired = false;
+        for _ in 0..passes {
+            if verify(a.clone()).applied_count == 1 {
+                repaired = true;
+                break;
+            }
+        }
+        assert!(repaired, "not repaired within {passes} passes");
+        assert_eq!(service(&sim, &key).map(|(_, d)| d), Some(1));
     }
 }

@@ -381,9 +381,26 @@ impl Ipvs {
 
     /// Sends a dump request and collects every message until `NLMSG_DONE`.
     pub fn dump(&mut self, msg: &IpvsMessage) -> Result<Vec<IpvsMessage>, IpvsError> {
+        let mut out = Vec::new();
+        self.dump_each(msg, |m| {
+            out.push(m);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Sends a dump request and hands each message to `each` as its datagram arrives, until
+    /// `NLMSG_DONE`: nothing of the dump is kept here (a 10,000-service dump collected whole
+    /// held about 11 MiB of decoded attributes). The first error (the kernel's, a decode
+    /// failure, one `each` returns) is the result, once the rest of the dump has been read
+    /// off the socket without calling `each` again; what `each` saw before is then incomplete.
+    pub fn dump_each(
+        &mut self,
+        msg: &IpvsMessage,
+        mut each: impl FnMut(IpvsMessage) -> Result<(), IpvsError>,
+    ) -> Result<(), IpvsError> {
         let seq = self.next_seq();
         self.send_raw(&encode_request(msg, self.family, NLM_F_REQUEST | NLM_F_DUMP, seq))?;
-        let mut out = Vec::new();
         let mut failure = None;
         loop {
             for f in self.recv_frames()? {
@@ -394,12 +411,18 @@ impl Ipvs {
                     failure.get_or_insert(IpvsError::DumpInterrupted);
                 }
                 match f.kind {
-                    FrameKind::Ipvs(m) => out.push(m),
+                    FrameKind::Ipvs(m) => {
+                        if failure.is_none()
+                            && let Err(e) = each(m)
+                        {
+                            failure = Some(e);
+                        }
+                    }
                     FrameKind::Done { errno, extack } => {
                         if errno < 0 {
                             return Err(IpvsError::from_frame(errno, extack));
                         }
-                        return failure.map_or(Ok(out), Err);
+                        return failure.map_or(Ok(()), Err);
                     }
                     // An error instead of a dump (EBUSY, EPERM, bad request): nothing follows.
                     FrameKind::Error { errno, extack } if errno != 0 => {
@@ -424,6 +447,14 @@ impl Ipvs {
     /// Every service (one dump).
     pub fn services(&mut self) -> Result<Vec<ServiceEntry>, IpvsError> {
         self.dump(&IpvsMessage::dump_services())?.iter().map(|m| m.service_entry().map_err(decode)).collect()
+    }
+
+    /// Every service, handed to `each` as the dump arrives (no list of them is built).
+    pub fn for_each_service(&mut self, mut each: impl FnMut(ServiceEntry)) -> Result<(), IpvsError> {
+        self.dump_each(&IpvsMessage::dump_services(), |m| {
+            each(m.service_entry().map_err(decode)?);
+            Ok(())
+        })
     }
 
     /// One service, `None` if it does not exist.
