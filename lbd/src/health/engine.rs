@@ -7,6 +7,7 @@
 //! hook. Statuses (last result, reason, latency, transitions, achieved
 //! period) are shared for the control socket.
 
+use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
@@ -221,6 +222,8 @@ struct Sched {
     ep: Option<Epoll>,
     /// Connects on `ep` in flight.
     tcp: usize,
+    /// Sockets kept between TCP checks' attempts.
+    pool: Pool,
     statuses: Statuses,
     counters: Arc<Counters>,
     hook: Hook,
@@ -233,6 +236,54 @@ enum Cut {
     /// A TCP connect on the scheduler's epoll set: its socket (closing it
     /// also takes it out of the set).
     Tcp(Socket),
+    /// A TCP connect on a pooled socket: its index in the pool (cut by
+    /// disconnecting it).
+    Pooled(usize),
+}
+
+/// Epoll data of a pooled socket: this bit and its index (a check's own
+/// socket carries its slot and tag, and slots stay far below 2^31).
+const POOLED: u64 = 1 << 63;
+
+/// The TCP checks' sockets, kept from one attempt to the next (a check
+/// without `bindto`, mark or VIP route): each is registered on the epoll
+/// set once (edge-triggered) and, between attempts, disconnected (a connect
+/// to AF_UNSPEC: an RST, as a close with SO_LINGER 0 sends) rather than
+/// closed. An attempt then costs the kernel a connect and its verdict, not
+/// a socket, a descriptor, an epoll registration and a close, each of
+/// which costs more than a syscall under emulation. The pool grows to the
+/// most connects in flight at once (at most [`CONCURRENCY`]).
+#[derive(Default)]
+struct Pool {
+    socks: Vec<Socket>,
+    /// The attempt each socket serves (slot, tag); `None`: idle.
+    owner: Vec<Option<(u32, u32)>>,
+    /// Each socket's family: IPv6.
+    v6: Vec<bool>,
+    /// Idle sockets, by family (IPv4, IPv6).
+    idle: [Vec<usize>; 2],
+}
+
+impl Pool {
+    /// An idle socket of this family, registered on `ep` (made when none is idle).
+    fn take(&mut self, ep: &Epoll, v6: bool) -> std::io::Result<usize> {
+        if let Some(k) = self.idle[usize::from(v6)].pop() {
+            return Ok(k);
+        }
+        let s = probe::tcp_socket(v6)?;
+        let k = self.socks.len();
+        ep.add(&s, EpollEvent::new(EpollFlags::EPOLLOUT | EpollFlags::EPOLLET, POOLED | k as u64))?;
+        self.socks.push(s);
+        self.owner.push(None);
+        self.v6.push(v6);
+        Ok(k)
+    }
+
+    /// Socket `k` is idle again (disconnected).
+    fn put(&mut self, k: usize) {
+        self.owner[k] = None;
+        self.idle[usize::from(self.v6[k])].push(k);
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -426,7 +477,9 @@ impl Sched {
                 }
                 Kind::Deadline => match &s.probe {
                     Some((_, deadline, Cut::Future(cut))) if *deadline == at => cut.abort(),
-                    Some((_, deadline, Cut::Tcp(_))) if *deadline == at => self.result((i, tag, None), now),
+                    Some((_, deadline, Cut::Tcp(_) | Cut::Pooled(_))) if *deadline == at => {
+                        self.result((i, tag, None), now)
+                    }
                     _ => {}
                 },
             }
@@ -439,6 +492,11 @@ impl Sched {
             Cut::Tcp(sock) => {
                 self.tcp -= 1;
                 drop(sock);
+            }
+            Cut::Pooled(k) => {
+                self.tcp -= 1;
+                let _ = probe::disconnect(&self.pool.socks[k]);
+                self.pool.put(k);
             }
         }
     }
@@ -456,6 +514,33 @@ impl Sched {
             };
             let deadline = now + probe::limit(&slot.check);
             self.timers.push(Reverse((deadline, i, tag, Kind::Deadline)));
+            if let Some(ep) = ep
+                && probe::poolable(&slot.check)
+            {
+                let target = slot.check.target;
+                let started = self.pool.take(ep, target.is_ipv6()).map_err(|e| Cow::Owned(probe::io_reason(&e)));
+                let r = started.and_then(|k| match probe::tcp_connect(&self.pool.socks[k], target) {
+                    Ok(()) => Ok(k),
+                    Err(reason) => {
+                        // Failed at once (unreachable): the socket never
+                        // left CLOSE.
+                        self.pool.put(k);
+                        Err(reason)
+                    }
+                });
+                match r {
+                    Ok(k) => {
+                        self.pool.owner[k] = Some((i, tag));
+                        slot.probe = Some((now, deadline, Cut::Pooled(k)));
+                        self.tcp += 1;
+                    }
+                    Err(reason) => {
+                        slot.probe = Some((now, deadline, Cut::Future(AbortHandle::new_pair().0)));
+                        self.finish(i, tag, Err(reason), now);
+                    }
+                }
+                continue;
+            }
             if let Some(ep) = ep
                 && matches!(slot.check.probe, Probe::Tcp)
             {
@@ -500,6 +585,10 @@ impl Sched {
         let mut evs = [EpollEvent::empty(); 256];
         let n = ep.wait(&mut evs, EpollTimeout::ZERO).unwrap_or(0);
         for e in &evs[..n] {
+            if e.data() & POOLED != 0 {
+                self.pooled((e.data() & !POOLED) as usize, e.events(), now);
+                continue;
+            }
             let (i, tag) = ((e.data() >> 32) as u32, e.data() as u32);
             let Some(s) = self.slot(i, tag) else { continue };
             if !matches!(s.probe, Some((_, _, Cut::Tcp(_)))) {
@@ -514,15 +603,49 @@ impl Sched {
         n == evs.len()
     }
 
+    /// A readiness event of pooled socket `k`: the verdict of the attempt it
+    /// serves, if that is done (events of an idle socket are its own
+    /// disconnect's, and ignored).
+    fn pooled(&mut self, k: usize, ev: EpollFlags, now: Duration) {
+        let Some(&Some((i, tag))) = self.pool.owner.get(k) else { return };
+        let Some(s) = self.slots.get_mut(i as usize).and_then(Option::as_mut).filter(|s| s.tag == tag) else {
+            return;
+        };
+        if !matches!(s.probe, Some((_, _, Cut::Pooled(x))) if x == k) {
+            return;
+        }
+        let Some(r) = probe::tcp_verdict(
+            &self.pool.socks[k],
+            s.check.target,
+            ev.contains(EpollFlags::EPOLLOUT),
+            ev.contains(EpollFlags::EPOLLHUP),
+        ) else {
+            return;
+        };
+        let Some((started, _, _)) = s.probe.take() else { return };
+        self.pool.put(k);
+        self.tcp -= 1;
+        self.counters.attempts.fetch_add(1, Ordering::Relaxed);
+        self.record(i, tag, outcome(r, now.saturating_sub(started)), now);
+    }
+
     fn result(&mut self, (i, tag, o): Done, now: Duration) {
         self.counters.attempts.fetch_add(1, Ordering::Relaxed);
         let Some(s) = self.slot(i, tag) else { return };
         let Some((started, _, cut)) = s.probe.take() else { return };
         let limit = probe::limit(&s.check);
-        if let Cut::Tcp(sock) = cut {
+        match cut {
             // A connect cut at its deadline.
-            drop(sock);
-            self.tcp -= 1;
+            Cut::Tcp(sock) => {
+                drop(sock);
+                self.tcp -= 1;
+            }
+            Cut::Pooled(k) => {
+                let _ = probe::disconnect(&self.pool.socks[k]);
+                self.pool.put(k);
+                self.tcp -= 1;
+            }
+            Cut::Future(_) => {}
         }
         let o = o.unwrap_or_else(|| probe::timed_out(limit, now.saturating_sub(started)));
         self.record(i, tag, o, now);
@@ -562,6 +685,7 @@ impl Sched {
             next_tag: 0,
             ep: None,
             tcp: 0,
+            pool: Pool::default(),
             statuses,
             counters,
             hook,
@@ -717,6 +841,54 @@ mod tests {
         assert_eq!(t.len(), 1);
         assert_eq!(t[0].check.target, check(2, 1000).target);
         assert_eq!(t[0].to, Health::Up);
+    }
+
+    #[test]
+    fn pooled_sockets_serve_round_after_round_and_reset_the_peer() {
+        use std::io::Read;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = l.local_addr().unwrap();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let at = |a: std::net::SocketAddr| Check { target: a, ..check(0, 1000) };
+        let (mut s, _) = sched();
+        s.ep = Some(Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).unwrap());
+        s.apply(vec![(at(open), Health::Unknown), (at(closed), Health::Unknown)], Duration::ZERO);
+        let attempts = |s: &Sched, a| {
+            let st = s.statuses.lock().unwrap();
+            let v = st.get(&at(a)).unwrap().lock().unwrap();
+            (v.attempts, v.failures, v.last_reason.clone())
+        };
+        let mut now = Duration::ZERO;
+        while attempts(&s, open).0 < 4 || attempts(&s, closed).0 < 4 {
+            s.fire(now);
+            assert!(s.start(now, CONCURRENCY).is_none(), "no future for a TCP check");
+            for _ in 0..200 {
+                s.connects(now);
+                if s.tcp == 0 {
+                    break;
+                }
+                std::thread::sleep(MS(5));
+            }
+            assert_eq!(s.tcp, 0, "every connect judged");
+            now = s.timers.iter().filter(|r| r.0.3 == Kind::Timer).map(|r| r.0.0).min().unwrap();
+        }
+        // Round after round on the same two sockets (a disconnected socket
+        // keeps its last error: a passing round must not read it).
+        assert_eq!(s.pool.socks.len(), 2);
+        let (n, failed, reason) = attempts(&s, open);
+        assert_eq!((failed, reason.as_str()), (0, "connected"), "{n} attempts");
+        let (n, failed, reason) = attempts(&s, closed);
+        assert_eq!((failed, reason.as_str()), (n, "connection refused"));
+        // Each accepted connection was reset (as SO_LINGER 0 does), not closed.
+        l.set_nonblocking(true).unwrap();
+        let mut resets = 0;
+        while let Ok((mut c, _)) = l.accept() {
+            c.set_nonblocking(false).unwrap();
+            let e = c.read(&mut [0u8; 16]).expect_err("reset, not end of stream");
+            assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset);
+            resets += 1;
+        }
+        assert!(resets >= 4, "{resets}");
     }
 
     #[test]

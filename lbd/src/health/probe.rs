@@ -5,9 +5,13 @@
 //! for its checks: thousands of checks a second would otherwise park as many
 //! sockets in TIME_WAIT on the director.
 //!
-//! A TCP check is the hot path (thousands a second): socket, connect, one
-//! readiness wait, SO_ERROR, SO_LINGER, close, and no allocation for its
-//! reason. The other probes' futures hold their buffers and are boxed, so
+//! A TCP check is the hot path (thousands a second): on a socket the engine
+//! keeps from one attempt to the next, a connect, one readiness wait and a
+//! second connect (to AF_UNSPEC when connected, which resets the
+//! connection; to the target when it failed, which returns the error), and
+//! no allocation for its reason. Checks with `bindto`, a mark or a route
+//! through the VIP get a socket of their own (socket, connect, SO_ERROR only
+//! on failure, SO_LINGER, close). The other probes' futures hold their buffers and are boxed, so
 //! the TCP probe's future stays small (it was 10 KiB, copied on every attempt).
 
 use std::borrow::Cow;
@@ -96,6 +100,73 @@ pub fn tcp_start(c: &Check) -> Result<Socket, Reason> {
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(s),
         Err(e) => Err(reason_of(&e)),
     }
+}
+
+/// Whether a TCP check can run on a pooled socket: one that is neither
+/// bound to a source (`bindto`, checks through the VIP) nor marked.
+pub fn poolable(c: &Check) -> bool {
+    matches!(c.probe, Probe::Tcp) && c.mark == 0 && c.bind.is_none() && c.via_vip_to.is_none()
+}
+
+/// A non-blocking TCP socket for the engine's pool (see [`tcp_connect`]).
+pub fn tcp_socket(v6: bool) -> io::Result<Socket> {
+    Socket::new(if v6 { Domain::IPV6 } else { Domain::IPV4 }, Type::STREAM.nonblocking(), None)
+}
+
+/// Starts a connect to `target` on a pooled socket (disconnected, in
+/// CLOSE): the same SYN as on a fresh socket, a fresh ephemeral port, but no
+/// socket, no descriptor and no epoll registration to make and tear down.
+pub fn tcp_connect(s: &Socket, target: SocketAddr) -> Result<(), Reason> {
+    match s.connect(&target.into()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(()),
+        Err(e) => Err(reason_of(&e)),
+    }
+}
+
+/// The verdict of a connect started by [`tcp_connect`] once its socket
+/// reported readiness, leaving the socket disconnected and ready for the
+/// next one. `None`: not done yet (a pooled socket may report its previous
+/// use's error while it is still in SYN_SENT). Writable without hang-up is
+/// connected: disconnected at once, with an RST, as a close with SO_LINGER 0
+/// would. A hang-up (the socket is closed: refused, reset, unreachable) is
+/// a failure, whose error a second connect returns (the kernel reports a
+/// finished asynchronous connect that way) while resetting the socket.
+pub fn tcp_verdict(s: &Socket, target: SocketAddr, writable: bool, hangup: bool) -> Option<Result<Reason, Reason>> {
+    if hangup {
+        return Some(match s.connect(&target.into()) {
+            Err(e) if !matches!(e.raw_os_error(), Some(libc::EINPROGRESS | libc::EALREADY)) => Err(reason_of(&e)),
+            // Not the end of a connect (connected after all, or a new one
+            // started): no verdict to trust, and the socket must be idle
+            // for its next use.
+            _ => {
+                let _ = disconnect(s);
+                Err(Cow::Borrowed("connection aborted"))
+            }
+        });
+    }
+    if !writable {
+        return None;
+    }
+    let _ = disconnect(s);
+    Some(Ok(Cow::Borrowed("connected")))
+}
+
+/// Disconnects a TCP socket (a connect to AF_UNSPEC): an RST when it was
+/// connected, no packet in SYN_SENT; it can connect again afterwards.
+pub fn disconnect(s: &Socket) -> io::Result<()> {
+    // Zeroed storage is AF_UNSPEC (0) already.
+    const _: () = assert!(libc::AF_UNSPEC == 0);
+    // SAFETY: the storage is zeroed, and its first size_of::<sockaddr>()
+    // bytes are then a valid AF_UNSPEC address of that length.
+    #[allow(unsafe_code)]
+    let unspec = unsafe {
+        socket2::SockAddr::new(
+            socket2::SockAddrStorage::zeroed(),
+            std::mem::size_of::<libc::sockaddr>() as libc::socklen_t,
+        )
+    };
+    s.connect(&unspec)
 }
 
 /// The verdict of a connect started by [`tcp_start`] once its socket

@@ -1,4 +1,4 @@
-//! `lvsbox-bench [boot|ipvs|vrrp|checks|all] [--runs N] [--services N] [--reals N,N,..] [--window S] [--only lbd|keepalived|direct|uefi] [--keep-logs DIR] [--variant 'LABEL|APPEND|INITRD']... [--uefi-variant 'LABEL|DISK']...`:
+//! `lvsbox-bench [boot|ipvs|vrrp|checks|all] [--runs N] [--services N] [--reals N,N,..] [--window S] [--profile] [--only lbd|keepalived|direct|uefi] [--keep-logs DIR] [--variant 'LABEL|APPEND|INITRD']... [--uefi-variant 'LABEL|DISK']...`:
 //! benchmarks in QEMU guests (TCG), printing lvsbox's figures next to the
 //! peer's from the same run where the peer can run in the same guests
 //! (ipvsadm; keepalived as the VRRP pair and as the checker), and the
@@ -653,7 +653,9 @@ struct Usage {
     attempts: f64,
 }
 
-fn measure(g: &mut Guest, name: &str, farm: &tests::lab::Netns, n: usize, window: u64) -> Result<Usage> {
+/// One measurement window, and what the whole guest did in it.
+fn measure(g: &mut Guest, name: &str, farm: &tests::lab::Netns, n: usize, window: u64) -> Result<(Usage, String)> {
+    let g0 = guest_stat(g)?;
     let (u0, s0, _) = proc_usage(g, name)?;
     let c0 = farm_counts(farm)?;
     let t0 = std::time::Instant::now();
@@ -661,15 +663,28 @@ fn measure(g: &mut Guest, name: &str, farm: &tests::lab::Netns, n: usize, window
     let (u1, s1, rss) = proc_usage(g, name)?;
     let c1 = farm_counts(farm)?;
     let dt = t0.elapsed().as_secs_f64();
+    let g1 = guest_stat(g)?;
     // CLK_TCK is 100 on Linux x86-64.
     let hand = (c1.0 - c0.0) as f64 / dt;
-    Ok(Usage {
+    let attempts = ((c1.0 - c0.0) + (c1.1 - c0.1)) as f64;
+    let u = Usage {
         user: (u1 - u0) / dt,
         sys: (s1 - s0) / dt,
         rss: rss / 1024.0,
         period: if hand > 0.0 { (n / 2) as f64 / hand } else { f64::INFINITY },
-        attempts: ((c1.0 - c0.0) + (c1.1 - c0.1)) as f64 / dt,
-    })
+        attempts: attempts / dt,
+    };
+    Ok((u, fmt_guest_delta(&g0, &g1, dt, attempts)))
+}
+
+/// After a window: the kernel profile of the window (when booted with
+/// `profile=2`) on stderr, then a reset for the next one.
+fn print_profile(g: &mut Guest, label: &str) -> Result<()> {
+    for l in kernel_profile(g, 60)? {
+        eprintln!("{label} kernel profile: {l}");
+    }
+    g.sh_ok("echo 0 > /proc/profile")?;
+    Ok(())
 }
 
 /// lbd's threads: (tid, name, user ticks, system ticks).
@@ -686,6 +701,112 @@ fn lbd_threads(g: &mut Guest) -> Result<Vec<(String, String, f64, f64)>> {
         .collect())
 }
 
+/// Guest-wide counters: /proc/stat's CPU split (ticks: user, nice, system,
+/// idle, iowait, irq, softirq), interrupts, context switches, NET_TX and
+/// NET_RX softirqs, and the number of connections conntrack tracks (`None`:
+/// nf_conntrack is not loaded).
+#[derive(Clone, Debug, Default)]
+struct GuestStat {
+    cpu: [f64; 7],
+    intr: f64,
+    ctxt: f64,
+    net_tx: f64,
+    net_rx: f64,
+    conntrack: Option<u64>,
+}
+
+fn guest_stat(g: &mut Guest) -> Result<GuestStat> {
+    let out = g.sh_ok(
+        "grep -E '^(cpu |intr|ctxt|softirq)' /proc/stat | cut -d' ' -f1-9; echo conntrack $(cat /proc/sys/net/netfilter/nf_conntrack_count 2>/dev/null || echo none)",
+    )?;
+    let mut st = GuestStat::default();
+    for l in out.lines() {
+        let v: Vec<&str> = l.split_whitespace().collect();
+        let num = |i: usize| v.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+        match v.first().copied() {
+            Some("cpu") => (0..7).for_each(|i| st.cpu[i] = num(i + 1)),
+            Some("intr") => st.intr = num(1),
+            Some("ctxt") => st.ctxt = num(1),
+            // softirq total hi timer net_tx net_rx ...
+            Some("softirq") => (st.net_tx, st.net_rx) = (num(4), num(5)),
+            Some("conntrack") => st.conntrack = v.get(1).and_then(|x| x.parse().ok()),
+            _ => {}
+        }
+    }
+    Ok(st)
+}
+
+/// What the whole guest did in a window, per attempt where it is a count.
+fn fmt_guest_delta(a: &GuestStat, b: &GuestStat, secs: f64, attempts: f64) -> String {
+    let d: Vec<f64> = (0..7).map(|i| (b.cpu[i] - a.cpu[i]) / secs).collect();
+    let per = |x: f64, y: f64| if attempts > 0.0 { (y - x) / attempts } else { 0.0 };
+    format!(
+        "guest CPU % user {:.1} system {:.1} irq {:.1} softirq {:.1} idle {:.1}; per attempt: {:.2} interrupts, {:.2} context switches, {:.2} NET_RX + {:.2} NET_TX softirqs; conntrack entries {}",
+        d[0] + d[1],
+        d[2],
+        d[5],
+        d[6],
+        d[3] + d[4],
+        per(a.intr, b.intr),
+        per(a.ctxt, b.ctxt),
+        per(a.net_rx, b.net_rx),
+        per(a.net_tx, b.net_tx),
+        b.conntrack.map_or("none (nf_conntrack not loaded)".to_string(), |n| n.to_string())
+    )
+}
+
+/// The guest's CPU vulnerabilities and their mitigations, one line.
+fn vulnerabilities(g: &mut Guest) -> Result<String> {
+    let out = g.sh_ok("(cd /sys/devices/system/cpu/vulnerabilities && grep . * | tr '\\n' ';'); echo")?;
+    Ok(out.trim().replace(';', "; "))
+}
+
+/// The kernel's tick profile (`profile=2`): the hottest kernel functions
+/// since the last reset, symbolized in the guest from /proc/kallsyms (module
+/// code lands in the profile's last bucket, shown as `[modules]`). Each
+/// line: samples, share of all kernel samples, function.
+fn kernel_profile(g: &mut Guest, top: usize) -> Result<Vec<String>> {
+    let awk = r#"
+function hex(s,  i, n) { n = 0; for (i = 1; i <= length(s); i++) n = n * 16 + index("0123456789abcdef", substr(s, i, 1)) - 1; return n }
+FILENAME == "/tmp/prof" {
+  if (NF == 1) { if (K > 0 && idx[K] == $1 / 4 - 2) { mods = cnt[K]; K-- }; next }
+  if (NF != 2 || $1 == "*") next
+  if ($1 == 0) { step = $2; next }
+  if ($2 > 0) { K++; idx[K] = ($1 - 4) / 4; cnt[K] = $2; tot += $2 }
+  next
+}
+NF == 3 && ($2 == "t" || $2 == "T") {
+  a = hex(substr($1, 9, 8)) - base
+  while (p < K && idx[p + 1] * step < a) { p++; if (prev != "") sum[prev] += cnt[p] }
+  prev = $3
+}
+END {
+  while (p < K) { p++; sum[prev] += cnt[p] }
+  if (mods) sum["[modules]"] = mods
+  print tot + mods, "total"
+  for (f in sum) print sum[f], f
+}"#;
+    g.write_file("/tmp/prof.awk", awk.as_bytes())?;
+    let cmd = format!(
+        "od -A d -t u4 -w4 /proc/profile > /tmp/prof && b=$(grep -w _stext /proc/kallsyms | cut -c9-16) && awk -v base=$(printf %d 0x$b) -f /tmp/prof.awk /tmp/prof /proc/kallsyms | sort -n -r | head -n {}",
+        top + 1
+    );
+    let out = g.sh_timeout(&cmd, Duration::from_secs(300))?;
+    let lines: Vec<(f64, String)> = out
+        .1
+        .lines()
+        .filter_map(|l| {
+            let (n, f) = l.trim().split_once(' ')?;
+            Some((n.parse().ok()?, f.to_string()))
+        })
+        .collect();
+    let total = lines.iter().find(|l| l.1 == "total").map(|l| l.0).unwrap_or(0.0);
+    if total == 0.0 {
+        bail!("no kernel profile (booted without profile=2?): {}", out.1);
+    }
+    Ok(lines.iter().filter(|l| l.1 != "total").map(|(n, f)| format!("{n:6} {:5.1} % {f}", 100.0 * n / total)).collect())
+}
+
 fn checks_lab() -> Result<(Lab, tests::lab::Host, String, std::sync::Arc<std::sync::atomic::AtomicBool>)> {
     let mut lab = Lab::new()?;
     let farm = lab.add_host("farm", "10.77.0.30/24", None)?;
@@ -700,7 +821,7 @@ fn checks_lab() -> Result<(Lab, tests::lab::Host, String, std::sync::Arc<std::sy
     Ok((lab, farm, tap, stop))
 }
 
-fn bench_checks(runs: usize, sizes: &[usize], window: u64, who: &str) -> Result<()> {
+fn bench_checks(runs: usize, sizes: &[usize], window: u64, who: &str, profile: bool) -> Result<()> {
     println!(
         "== health checks: N reals (half listening, half refusing), TCP check every 1 s (connect_timeout 1, retry 1, \
          delay_before_retry 1), lbd vs keepalived 2.2.7's checker in the same debug guest (TCG, 1 vCPU), {window} s windows, {runs} run(s)"
@@ -712,8 +833,14 @@ fn bench_checks(runs: usize, sizes: &[usize], window: u64, who: &str) -> Result<
             let (lab, farm, tap, stop) = checks_lab()?;
             let mut spec = GuestSpec::debug("bench-checks-lbd").config(CHECKS_NET).nic(&tap, &mac(1, 0));
             spec.files = sizes.iter().map(|n| (format!("checks-{n}.toml"), checks_config(*n).into_bytes())).collect();
+            if profile {
+                spec.append.push("profile=2".into());
+            }
             let mut g = Guest::boot(&lab, &spec)?;
             g.wait_ready()?;
+            if run == 0 {
+                eprintln!("guest CPU vulnerabilities: {}", vulnerabilities(&mut g)?);
+            }
             for &n in sizes {
                 g.sh_ok(&format!("lbd ctl apply /cfg/checks-{n}.toml > /dev/null"))?;
                 // Warm-up: every check has a verdict.
@@ -731,11 +858,18 @@ fn bench_checks(runs: usize, sizes: &[usize], window: u64, who: &str) -> Result<
                     bail!("lbd: the {n} checks did not all get a verdict in 120 s");
                 }
                 std::thread::sleep(Duration::from_secs(5));
+                if profile {
+                    g.sh_ok("echo 0 > /proc/profile")?;
+                }
                 let t0 = lbd_threads(&mut g)?;
-                let u = measure(&mut g, "lbd", &farm.ns, n, window)?;
+                let (u, whole) = measure(&mut g, "lbd", &farm.ns, n, window)?;
                 let t1 = lbd_threads(&mut g)?;
                 let sum = g.sh_ok("lbd ctl checks | sed -n '/\"summary\"/,$p' | tr -d ' \n'; echo")?;
                 eprintln!("run {} lbd {n}: {u:?} {sum}", run + 1);
+                eprintln!("run {} lbd {n}: {whole}", run + 1);
+                if profile {
+                    print_profile(&mut g, &format!("run {} lbd {n}", run + 1))?;
+                }
                 // What the guest's clock costs (a clocksource without vDSO
                 // support makes every clock read a syscall) and where lbd's
                 // CPU went in the window, per thread (% of a core, user + system).
@@ -771,6 +905,9 @@ fn bench_checks(runs: usize, sizes: &[usize], window: u64, who: &str) -> Result<
             let initrd = tests::peer::overlay_initrd(&lab.dir.join("peer"), tests::peer::KEEPALIVED, &extra)?;
             let mut spec = GuestSpec::debug("bench-checks-ka").config(CHECKS_NET).nic(&tap, &mac(1, 0));
             spec.initrd = Some(initrd);
+            if profile {
+                spec.append.push("profile=2".into());
+            }
             let mut g = Guest::boot(&lab, &spec)?;
             g.wait_ready()?;
             // lbd owns the table and would delete keepalived's services: freeze it.
@@ -801,8 +938,15 @@ fn bench_checks(runs: usize, sizes: &[usize], window: u64, who: &str) -> Result<
                     );
                 }
                 std::thread::sleep(Duration::from_secs(5));
-                let u = measure(&mut g, "keepalived", &farm.ns, n, window)?;
+                if profile {
+                    g.sh_ok("echo 0 > /proc/profile")?;
+                }
+                let (u, whole) = measure(&mut g, "keepalived", &farm.ns, n, window)?;
                 eprintln!("run {} keepalived {n}: {u:?}", run + 1);
+                eprintln!("run {} keepalived {n}: {whole}", run + 1);
+                if profile {
+                    print_profile(&mut g, &format!("run {} keepalived {n}", run + 1))?;
+                }
                 res.entry((n, "keepalived")).or_default().push(u);
                 g.sh_ok("kill $(cat /tmp/ka.pid); i=0; while pidof keepalived >/dev/null && [ $i -lt 300 ]; do sleep 0.2; i=$((i+1)); done; ipvsadm -C")?;
             }
@@ -999,7 +1143,13 @@ fn main() -> Result<()> {
                 .map(|v| v.split(',').filter_map(|x| x.parse().ok()).collect())
                 .unwrap_or_else(|| vec![500, 1000, 2000]);
             let who = sopt("--only").unwrap_or("both");
-            bench_checks(opt("--runs", 3), &sizes, opt("--window", 20) as u64, who)
+            bench_checks(
+                opt("--runs", 3),
+                &sizes,
+                opt("--window", 20) as u64,
+                who,
+                args.iter().any(|a| a == "--profile"),
+            )
         }
         "vrrp" => bench_vrrp(opt("--runs", 5)),
         "all" => {
@@ -1008,7 +1158,7 @@ fn main() -> Result<()> {
             bench_vrrp(opt("--runs", 5))
         }
         _ => bail!(
-            "usage: lvsbox-bench [boot|ipvs|vrrp|checks|all] [--runs N] [--services N] [--reals N,N] [--window S] [--only lbd|keepalived|direct|uefi] [--keep-logs DIR] [--variant 'LABEL|APPEND|INITRD']... [--uefi-variant 'LABEL|DISK']..."
+            "usage: lvsbox-bench [boot|ipvs|vrrp|checks|all] [--runs N] [--services N] [--reals N,N] [--window S] [--profile] [--only lbd|keepalived|direct|uefi] [--keep-logs DIR] [--variant 'LABEL|APPEND|INITRD']... [--uefi-variant 'LABEL|DISK']..."
         ),
     }
 }
