@@ -95,11 +95,8 @@ pub fn tcp_start(c: &Check) -> Result<Socket, Reason> {
     if let Some(b) = source(c) {
         s.bind(&SocketAddr::new(b, 0).into()).map_err(|e| Cow::Owned(format!("bind {b}: {}", io_reason(&e))))?;
     }
-    match s.connect(&c.target.into()) {
-        Ok(()) => Ok(s),
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(s),
-        Err(e) => Err(reason_of(&e)),
-    }
+    tcp_connect(&s, c.target)?;
+    Ok(s)
 }
 
 /// Whether a TCP check can run on a pooled socket: one that is neither
@@ -353,7 +350,7 @@ fn hexs(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// An HTTP check's connection: plain, or TLS 1.3 over it (an HTTPS check).
+/// An HTTP check's connection: plain, or TLS over it (an HTTPS check).
 enum Conn<'a> {
     Plain(&'a mut TcpStream),
     Tls(&'a mut TcpStream, Box<tls::Client>),
@@ -387,43 +384,41 @@ impl Conn<'_> {
                     buf.extend_from_slice(&got);
                     return Ok(got.len());
                 }
-                if t.closed() {
+                if t.closed() || tls_exchange(s, t, &mut chunk).await? == 0 {
                     return Ok(0);
-                }
-                let n = s.read(&mut chunk).await.map_err(|e| io_reason(&e))?;
-                if n == 0 {
-                    return Ok(0);
-                }
-                t.feed(&chunk[..n])?;
-                let out = t.output();
-                if !out.is_empty() {
-                    s.write_all(&out).await.map_err(|e| io_reason(&e))?;
                 }
             },
         }
     }
 }
 
-/// The TLS 1.3 handshake of an HTTPS check, SNI from its `virtualhost`.
+/// Sends what the TLS client has queued, then reads once from the server
+/// and feeds it; the bytes read (0: the server closed the connection).
+async fn tls_exchange(s: &mut TcpStream, t: &mut tls::Client, chunk: &mut [u8]) -> Result<usize, String> {
+    let out = t.output();
+    if !out.is_empty() {
+        s.write_all(&out).await.map_err(|e| io_reason(&e))?;
+    }
+    let n = s.read(chunk).await.map_err(|e| io_reason(&e))?;
+    t.feed(&chunk[..n])?;
+    Ok(n)
+}
+
+/// The TLS handshake of an HTTPS check, SNI from its `virtualhost`; the
+/// client's Finished is sent with the request that follows.
 async fn tls_handshake(s: &mut TcpStream, h: &Http) -> Result<Box<tls::Client>, String> {
-    let random = tls::random32().map_err(|e| format!("random: {}", io_reason(&e)))?;
-    let key = tls::random32().map_err(|e| format!("random: {}", io_reason(&e)))?;
+    let r: [u8; 64] = tls::random().map_err(|e| format!("random: {}", io_reason(&e)))?;
+    let (mut random, mut key) = ([0u8; 32], [0u8; 32]);
+    random.copy_from_slice(&r[..32]);
+    key.copy_from_slice(&r[32..]);
     let mut t = Box::new(tls::Client::new(tls::sni(h.host.as_deref()).as_deref(), random, key));
     let mut chunk = [0u8; 8192];
-    loop {
-        let out = t.output();
-        if !out.is_empty() {
-            s.write_all(&out).await.map_err(|e| io_reason(&e))?;
-        }
-        if t.connected() {
-            return Ok(t);
-        }
-        let n = s.read(&mut chunk).await.map_err(|e| io_reason(&e))?;
-        if n == 0 {
+    while !t.connected() {
+        if tls_exchange(s, &mut t, &mut chunk).await? == 0 {
             return Err("connection closed during the TLS handshake".into());
         }
-        t.feed(&chunk[..n])?;
     }
+    Ok(t)
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {

@@ -347,7 +347,6 @@ impl Client {
                     k => Err(format!("TLS: unexpected record type {k}")),
                 }
             }
-            22 | 23 if header[1] == 3 => Err(format!("TLS: unexpected record type {}", header[0])),
             _ if header[1] != 3 => Err("TLS: not a TLS server (the reply is not a TLS record)".into()),
             k => Err(format!("TLS: unexpected record type {k}")),
         }
@@ -789,9 +788,9 @@ pub fn sni(host: Option<&str>) -> Option<String> {
 
 /// Fresh random bytes from the kernel's CSPRNG (/dev/urandom blocks only
 /// before the pool is initialised at early boot, never afterwards).
-pub fn random32() -> std::io::Result<[u8; 32]> {
+pub fn random<const N: usize>() -> std::io::Result<[u8; N]> {
     use std::io::Read;
-    let mut b = [0u8; 32];
+    let mut b = [0u8; N];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
     Ok(b)
 }
