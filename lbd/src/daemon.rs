@@ -175,7 +175,11 @@ impl Daemon {
                 );
                 (Config::default(), config::Spans::default(), CfgState::Missing)
             }
-            Ok(Some(text)) => match config::parse_with_spans(&text, &file) {
+            Ok(Some(text)) => match config::parse_with_spans(&text, &file).and_then(|(cfg, spans)| {
+                let internal =
+                    |message| vec![ConfigError { file: file.clone(), line: 0, col: 0, path: String::new(), message }];
+                Ok((compact(cfg, &text, &file).map_err(internal)?, spans))
+            }) {
                 Ok((mut cfg, spans)) => {
                     // Edits journalled before lbd stopped: apply and fold them.
                     let edits = store.edits();
@@ -646,6 +650,7 @@ impl Daemon {
         let (cfg, spans) = config::parse_with_spans(text, &file).map_err(|errors| {
             (format!("config has {} error(s); nothing applied", errors.len()), json!({ "errors": errors }))
         })?;
+        let cfg = compact(cfg, text, &file).map_err(|e| (e, Value::Null))?;
         let caps = capability_errors(&cfg, &file);
         if !caps.is_empty() {
             return Err((format!("config has {} error(s); nothing applied", caps.len()), json!({ "errors": caps })));
@@ -1176,6 +1181,38 @@ pub fn verify_gap(interval: Duration, took: Duration, within: Duration) -> Durat
     let cadence = interval.saturating_sub(took);
     let spare = within.saturating_sub(took * 2 + Duration::from_millis(500));
     cadence.max(spare.min(took * 3))
+}
+
+/// Services above which a parsed config is compacted ([`compact`]).
+const COMPACT_ABOVE: usize = 500;
+
+/// Lays a large parsed config out again in one piece. The parser builds it
+/// among the TOML tree's temporaries (about 40 bytes per byte of text); once
+/// those are freed the config's small blocks stay scattered over pages glibc
+/// cannot give back, and each whole-config apply of a 10,000-service file
+/// left 3-7 MiB more resident (host: 25.0, 28.8, 31.9 MiB after three
+/// applies; compacted: 22.0, 24.9, 24.9). Serialising it, freeing it and
+/// reading it back lets the copy fill the freed, coalesced space in order.
+/// Costs about a tenth of the parse. Should the copy not read back (a bug),
+/// the text is parsed again rather than applying anything else.
+fn compact(cfg: Config, text: &str, file: &str) -> Result<Config, String> {
+    if cfg.services.len() <= COMPACT_ABOVE {
+        return Ok(cfg);
+    }
+    let bytes = match serde_json::to_vec(&cfg) {
+        Ok(b) => b,
+        Err(e) => {
+            warn!("config kept as parsed: it does not serialise ({e})");
+            return Ok(cfg);
+        }
+    };
+    drop(cfg);
+    release_free_memory();
+    serde_json::from_slice(&bytes).or_else(|e| {
+        warn!("the compacted config does not read back ({e}); parsing the text again");
+        config::parse(text, file)
+            .map_err(|errors| format!("config parsed once but not twice ({} error(s))", errors.len()))
+    })
 }
 
 /// Gives the heap pages freed after parsing a large config or merging a dump

@@ -11,6 +11,11 @@ fn example_config_parses_and_round_trips() {
     assert_eq!(cfg.services.len(), 5);
     let again = lbd::config::parse(&cfg.to_toml(), "roundtrip.toml").unwrap();
     assert_eq!(cfg, again);
+    // lbd compacts a large config through JSON after parsing it: every field
+    // must survive (a field serde skipped would silently vanish on a box).
+    let json = serde_json::to_vec(&cfg).unwrap();
+    let back: lbd::config::Config = serde_json::from_slice(&json).unwrap();
+    assert_eq!(cfg, back);
 }
 
 #[test]

@@ -152,13 +152,16 @@ pub fn ipvsadm(text: &str) {
 }
 
 /// `text` as lvsbox's TOML config: whatever lbd accepts, it writes back in
-/// a form it accepts again.
+/// a form it accepts again, and its JSON form (lbd's compacting copy of a
+/// large config) reads back equal.
 pub fn config(text: &str) {
-    if let Ok(cfg) = crate::config::parse(text, "fuzz.toml")
-        && let Err(e) = crate::config::parse(&cfg.to_toml(), "again.toml")
-    {
+    let Ok(cfg) = crate::config::parse(text, "fuzz.toml") else { return };
+    if let Err(e) = crate::config::parse(&cfg.to_toml(), "again.toml") {
         panic!("config: accepted, but its serialization is refused: {e:?}\n{}", cfg.to_toml());
     }
+    let json = serde_json::to_vec(&cfg).expect("an accepted config serialises");
+    let back: crate::config::Config = serde_json::from_slice(&json).expect("its JSON reads back");
+    assert!(back == cfg, "config: its JSON reads back different\n{}", String::from_utf8_lossy(&json));
 }
 
 /// Any bytes, as a VRRP message or an IPv4 packet carrying one: the decoder

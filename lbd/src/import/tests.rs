@@ -110,6 +110,8 @@ fn imported_toml_reparses_to_the_same_config() {
         assert_eq!(Some(&cfg), out.config.as_ref());
         // And again through the TOML lbd persists.
         assert_eq!(crate::config::parse(&cfg.to_toml(), "again.toml").unwrap(), cfg);
+        // And through the JSON copy lbd compacts a large config with.
+        crate::import::fuzz::config(&toml);
         assert!(toml.starts_with("# Imported from"), "{toml}");
     }
 }
