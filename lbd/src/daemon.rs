@@ -740,12 +740,12 @@ impl Daemon {
     /// of the whole file), applied as one SET, and folded into the config file
     /// a few seconds later (comments kept, nothing re-parsed).
     async fn set_weight(&self, service: &str, real: &str, weight: u32) -> ApplyResult {
+        let t0 = Instant::now();
         let _g = self.apply_lock.lock().await;
         let fail = |e: String| (e, Value::Null);
         if weight > 65535 {
             return Err(fail(format!("weight {weight} is out of range 0..=65535")));
         }
-        let t0 = Instant::now();
         let (i, j) = {
             let s = self.lock();
             if matches!(s.cfg_state, CfgState::Invalid { .. }) {

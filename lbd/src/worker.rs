@@ -619,6 +619,7 @@ pub fn start(k: Box<dyn Kernel>) -> mpsc::Sender<Job> {
             std::thread::Builder::new()
                 .name("kernel-reader".into())
                 .spawn(move || {
+                    background_priority();
                     while let Ok(req) = rrx.recv() {
                         match req {
                             ReadReq::Verify { recheck, full, started } => {
@@ -662,6 +663,23 @@ pub fn start(k: Box<dyn Kernel>) -> mpsc::Sender<Job> {
         })
         .expect("spawn the kernel control thread");
     tx
+}
+
+/// Verify passes are background work: the reader runs at nice 10 so that an
+/// operator's command (a weight change, `lbd ctl`, the console) and the
+/// health checks get the CPU first while a 10,000-service dump is being
+/// read. On Linux the nice value is per thread.
+fn background_priority() {
+    #[cfg(target_os = "linux")]
+    #[allow(unsafe_code)]
+    // SAFETY: gettid and setpriority take plain integers and change only
+    // this thread's scheduling weight.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        if libc::setpriority(libc::PRIO_PROCESS, tid, 10) != 0 {
+            tracing::debug!("kernel reader: setpriority: {}", std::io::Error::last_os_error());
+        }
+    }
 }
 
 #[cfg(test)]

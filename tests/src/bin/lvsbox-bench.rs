@@ -288,6 +288,9 @@ fn count_services(g: &mut Guest) -> Result<(usize, usize)> {
     Ok((v.first().copied().unwrap_or(0), v.get(1).copied().unwrap_or(0).saturating_sub(1)))
 }
 
+/// Weight changes (and client pings) timed per `ipvs` run.
+const WEIGHT_SAMPLES: usize = 7;
+
 fn bench_ipvs(runs: usize, n: usize) -> Result<()> {
     println!("== IPVS: {n} services x 4 DR reals, each run on a freshly booted debug guest (TCG, {runs} runs)");
     let (mut lbd, mut adm, mut weight, mut full, mut rss, mut verify, mut ping, mut rss_end, mut server_ms) =
@@ -365,18 +368,22 @@ fn bench_ipvs(runs: usize, n: usize) -> Result<()> {
         rss_hi.push(hi);
         hwm.push(read_kb(&mut g, "VmHWM")?);
         memory_map(&mut g, "after the first apply")?;
-        // The client's own cost (exec of `lbd ctl` under TCG + one round trip).
-        ping.push(timed(&mut g, "lbd ctl ping")?);
-        // One weight change, through the edit command (persisted, then applied).
-        let w = timed(&mut g, "lbd ctl weight 'tcp 172.16.0.1:80' 10.77.1.1 7")?;
-        // `timed` left the command's output (lbd's answer) in /tmp/out.
-        let resp: serde_json::Value = serde_json::from_str(&g.sh_ok("cat /tmp/out")?).unwrap_or_default();
-        server_ms.push(resp["timing"]["total_ms"].as_f64().unwrap_or(f64::NAN));
-        let shown = g.sh_ok("ipvsadm -Ln -t 172.16.0.1:80")?;
-        if !shown.contains("10.77.1.1:80                 Route   7") {
-            bail!("weight change not visible:\n{shown}");
+        // Weight changes, through the edit command (persisted, then
+        // applied), and the client's own cost (exec of `lbd ctl` under TCG +
+        // one round trip) next to each: 7 of each, so they land at every
+        // phase of the verify passes running in the background.
+        for k in 0..WEIGHT_SAMPLES {
+            ping.push(timed(&mut g, "lbd ctl ping")?);
+            let to = 7 + k;
+            weight.push(timed(&mut g, &format!("lbd ctl weight 'tcp 172.16.0.1:80' 10.77.1.1 {to}"))?);
+            // `timed` left the command's output (lbd's answer) in /tmp/out.
+            let resp: serde_json::Value = serde_json::from_str(&g.sh_ok("cat /tmp/out")?).unwrap_or_default();
+            server_ms.push(resp["timing"]["total_ms"].as_f64().unwrap_or(f64::NAN));
+            let shown = g.sh_ok("ipvsadm -Ln -t 172.16.0.1:80")?;
+            if !shown.contains(&format!("10.77.1.1:80                 Route   {to}")) {
+                bail!("weight change to {to} not visible:\n{shown}");
+            }
         }
-        weight.push(w);
         // The same change as a whole-config apply, for comparison.
         full.push(timed(&mut g, "lbd ctl apply /cfg/bench-w.toml")?);
         // Let two verify passes run, then read lbd's RSS and the pass duration.
@@ -472,8 +479,9 @@ fn bench_ipvs(runs: usize, n: usize) -> Result<()> {
         server_ms.iter().map(|x| format!("{x:.1}")).collect::<Vec<_>>().join(", ")
     );
     println!(
-        "                     the `lbd ctl` client alone (exec + ping round trip under TCG) median {:.0} ms",
-        median(&mut ping.clone()) * 1000.0
+        "                     the `lbd ctl` client alone (exec + ping round trip under TCG) median {:.0} ms [{}]",
+        median(&mut ping.clone()) * 1000.0,
+        ping.iter().map(|x| format!("{:.0}", x * 1000.0)).collect::<Vec<_>>().join(", ")
     );
     println!("                     keepalived reload (recorded): 5.1 s at 10,000 x 4, RSS 28 -> 48 MB");
     println!(
