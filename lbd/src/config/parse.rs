@@ -6,7 +6,6 @@
 //! span, so its error points at the exact line. Semantic checks then run on
 //! the typed model and locate their errors through the recorded spans.
 
-use std::collections::{BTreeSet, HashMap};
 use std::ops::Range;
 use std::path::Path;
 
@@ -45,8 +44,10 @@ impl Spans {
 
 /// [`parse`], also returning the [`Spans`] of the real servers.
 pub fn parse_with_spans(src: &str, file: &str) -> Result<(Config, Spans), Vec<ConfigError>> {
-    let mut cx = Cx::new(src, file);
     let (root, syntax) = DeTable::parse_recoverable(src);
+    let root_span = root.span();
+    let root = root.into_inner();
+    let mut cx = Cx::new(src, file, &root);
     if !syntax.is_empty() {
         for e in syntax {
             let span = e.span().unwrap_or(0..0);
@@ -54,8 +55,6 @@ pub fn parse_with_spans(src: &str, file: &str) -> Result<(Config, Spans), Vec<Co
         }
         return Err(cx.errors);
     }
-    let root_span = root.span();
-    let root = root.into_inner();
     let cfg = read_config(&mut cx, &root, root_span);
     if !cx.errors.is_empty() {
         return Err(cx.errors);
@@ -64,16 +63,22 @@ pub fn parse_with_spans(src: &str, file: &str) -> Result<(Config, Spans), Vec<Co
     if !cx.errors.is_empty() {
         return Err(cx.errors);
     }
-    let reals = cfg
-        .services
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            (0..s.reals.len())
-                .map(|j| cx.spans.get(&format!("services[{i}].reals[{j}]")).map_or(0, |r| r.start as u32))
-                .collect()
-        })
-        .collect();
+    // Where each `[[services.reals]]` starts (every item was read, or the
+    // config would have errors).
+    let items = |t: &DeTable<'_>, key: &str| match t.get(key).map(|v| v.get_ref()) {
+        Some(DeValue::Array(a)) => a.iter().map(|v| v.span().start as u32).collect::<Vec<_>>(),
+        _ => Vec::new(),
+    };
+    let reals = match root.get("services").map(|v| v.get_ref()) {
+        Some(DeValue::Array(services)) => services
+            .iter()
+            .map(|s| match s.get_ref() {
+                DeValue::Table(t) => items(t, "reals"),
+                _ => Vec::new(),
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
     Ok((cfg, Spans { reals }))
 }
 
@@ -92,17 +97,22 @@ pub fn parse_file(path: &Path) -> Result<Config, Vec<ConfigError>> {
     }
 }
 
-/// Parse context: the source, collected errors, and spans by field path.
+/// Parse context: the source, the document (to locate a field path when an
+/// error names one) and the collected errors.
+///
+/// Locations are looked up only when an error needs one: recording every
+/// field's span under its path string cost 160,000 strings and map entries
+/// for a 10,000-service file, more than a third of reading it.
 pub(crate) struct Cx<'s> {
     src: &'s str,
     file: String,
     pub(crate) errors: Vec<ConfigError>,
-    spans: HashMap<String, Range<usize>>,
+    root: &'s DeTable<'s>,
 }
 
 impl<'s> Cx<'s> {
-    fn new(src: &'s str, file: &str) -> Self {
-        Cx { src, file: file.to_string(), errors: Vec::new(), spans: HashMap::new() }
+    fn new(src: &'s str, file: &str, root: &'s DeTable<'s>) -> Self {
+        Cx { src, file: file.to_string(), errors: Vec::new(), root }
     }
 
     fn line_col(&self, offset: usize) -> (usize, usize) {
@@ -125,21 +135,37 @@ impl<'s> Cx<'s> {
         self.error_at(span, path, message.into());
     }
 
+    /// The text of `path` (`services[1].reals[0].weight`): a key's from the
+    /// key to the end of its value, a table's or an array item's own; the
+    /// closest parent's when the field itself was not written.
     fn locate(&self, path: &str) -> Range<usize> {
-        let mut p = path;
-        loop {
-            if let Some(s) = self.spans.get(p) {
-                return s.clone();
+        let mut best = 0..0;
+        let mut table = Some(self.root);
+        for seg in path.split('.') {
+            let (key, mut index) = seg.split_once('[').map_or((seg, ""), |(k, i)| (k, i));
+            let Some((k, v)) = table.and_then(|t| t.get_key_value(key)) else { break };
+            best = match v.get_ref() {
+                DeValue::Table(_) => v.span(),
+                _ => k.span().start..v.span().end,
+            };
+            let mut cur = v;
+            // `[i]` steps into arrays of tables only (`[[services]]`).
+            while let Some((i, rest)) = index.split_once(']') {
+                index = rest.strip_prefix('[').unwrap_or(rest);
+                let item = match (cur.get_ref(), i.parse::<usize>()) {
+                    (DeValue::Array(a), Ok(i)) => a.get(i).filter(|v| matches!(v.get_ref(), DeValue::Table(_))),
+                    _ => None,
+                };
+                let Some(item) = item else { return best };
+                best = item.span();
+                cur = item;
             }
-            match p.rfind(['.', '[']) {
-                Some(i) => p = &p[..i],
-                None => return 0..0,
-            }
+            table = match cur.get_ref() {
+                DeValue::Table(t) => Some(t),
+                _ => None,
+            };
         }
-    }
-
-    fn record(&mut self, path: &str, span: Range<usize>) {
-        self.spans.insert(path.to_string(), span);
+        best
     }
 }
 
@@ -147,42 +173,39 @@ fn join(parent: &str, key: &str) -> String {
     if parent.is_empty() { key.to_string() } else { format!("{parent}.{key}") }
 }
 
-/// A table being read: remembers which keys were consumed so the rest can be
-/// reported as unknown.
+/// A table being read: remembers which of its keys were consumed so the
+/// rest can be reported as unknown.
 pub(crate) struct Tbl<'t, 'i> {
     path: String,
     map: &'t DeTable<'i>,
-    used: BTreeSet<String>,
+    used: Vec<&'t str>,
 }
 
 impl<'t, 'i> Tbl<'t, 'i> {
     fn new(cx: &mut Cx<'_>, path: &str, v: &'t Spanned<DeValue<'i>>) -> Option<Self> {
-        cx.record(path, v.span());
         match v.get_ref() {
-            DeValue::Table(map) => Some(Tbl { path: path.to_string(), map, used: BTreeSet::new() }),
+            DeValue::Table(map) => Some(Tbl { path: path.to_string(), map, used: Vec::new() }),
             other => {
-                cx.error(path, format!("expected a table, found {}", other.type_str()));
+                cx.error_at(v.span(), path, format!("expected a table, found {}", other.type_str()));
                 None
             }
         }
     }
 
     fn root(path: &str, map: &'t DeTable<'i>) -> Self {
-        Tbl { path: path.to_string(), map, used: BTreeSet::new() }
+        Tbl { path: path.to_string(), map, used: Vec::new() }
     }
 
-    fn raw(&mut self, cx: &mut Cx<'_>, key: &str) -> Option<&'t Spanned<DeValue<'i>>> {
-        self.used.insert(key.to_string());
+    fn raw(&mut self, key: &str) -> Option<&'t Spanned<DeValue<'i>>> {
         let (k, v) = self.map.get_key_value(key)?;
-        let path = join(&self.path, key);
-        cx.record(&path, k.span().start..v.span().end);
+        self.used.push(k.get_ref());
         Some(v)
     }
 
     /// Decodes `key` if present.
     pub(crate) fn opt<T: DeserializeOwned>(&mut self, cx: &mut Cx<'_>, key: &str) -> Option<T> {
-        let v = self.raw(cx, key)?;
-        decode(cx, &join(&self.path, key), v)
+        let v = self.raw(key)?;
+        decode(cx, &self.path, key, v)
     }
 
     /// Decodes `key`, or `default` when absent (or invalid: the error is recorded).
@@ -194,7 +217,6 @@ impl<'t, 'i> Tbl<'t, 'i> {
     pub(crate) fn req<T: DeserializeOwned>(&mut self, cx: &mut Cx<'_>, key: &str) -> Option<T> {
         if !self.map.contains_key(key) {
             cx.error(&self.path, format!("missing required field `{key}`"));
-            self.used.insert(key.to_string());
             return None;
         }
         self.opt(cx, key)
@@ -207,7 +229,7 @@ impl<'t, 'i> Tbl<'t, 'i> {
         key: &str,
         f: impl FnOnce(&mut Cx<'_>, Tbl<'t, 'i>) -> T,
     ) -> Option<T> {
-        let v = self.raw(cx, key)?;
+        let v = self.raw(key)?;
         let t = Tbl::new(cx, &join(&self.path, key), v)?;
         Some(f(cx, t))
     }
@@ -219,7 +241,7 @@ impl<'t, 'i> Tbl<'t, 'i> {
         key: &str,
         mut f: impl FnMut(&mut Cx<'_>, Tbl<'t, 'i>) -> Option<T>,
     ) -> Vec<T> {
-        let Some(v) = self.raw(cx, key) else { return Vec::new() };
+        let Some(v) = self.raw(key) else { return Vec::new() };
         let path = join(&self.path, key);
         let DeValue::Array(items) = v.get_ref() else {
             cx.error(&path, format!("expected an array of tables ([[{key}]]), found {}", v.get_ref().type_str()));
@@ -241,10 +263,9 @@ impl<'t, 'i> Tbl<'t, 'i> {
     pub(crate) fn finish(self, cx: &mut Cx<'_>) {
         for (k, v) in self.map.iter() {
             let name: &str = k.get_ref();
-            if !self.used.contains(name) {
+            if !self.used.contains(&name) {
                 let path = join(&self.path, name);
-                cx.record(&path, k.span().start..v.span().end);
-                cx.error(&path, format!("unknown field `{name}`{}", hint(name)));
+                cx.error_at(k.span().start..v.span().end, &path, format!("unknown field `{name}`{}", hint(name)));
             }
         }
     }
@@ -258,13 +279,14 @@ fn hint(name: &str) -> &'static str {
     }
 }
 
-fn decode<T: DeserializeOwned>(cx: &mut Cx<'_>, path: &str, v: &Spanned<DeValue<'_>>) -> Option<T> {
+/// Decodes the value of `parent.key`; the path is spelled out only for an error.
+fn decode<T: DeserializeOwned>(cx: &mut Cx<'_>, parent: &str, key: &str, v: &Spanned<DeValue<'_>>) -> Option<T> {
     match T::deserialize(ValueDeserializer::from(v.clone())) {
         Ok(x) => Some(x),
         Err(e) => {
             let span = e.span().unwrap_or_else(|| v.span());
             let msg = e.message().trim().to_string();
-            cx.error_at(span, path, msg);
+            cx.error_at(span, &join(parent, key), msg);
             None
         }
     }

@@ -129,6 +129,28 @@ persistence = {}
 }
 
 #[test]
+fn errors_point_at_the_table_or_key_they_name() {
+    let src = r#"
+[[services]]
+address = "10.0.0.1:80"
+
+[[services]]
+address = "10.0.0.1:81"
+[[services.reals]]
+weight = 2
+[services.reals.tunnel]
+type = "gre"
+prot = 1
+"#;
+    let text: Vec<String> = errors(src).iter().map(|e| e.to_string()).collect();
+    let text = text.join("\n");
+    // A missing field: the table's own header.
+    assert!(text.contains("bad.toml:7:1: services[1].reals[0]: missing required field `address`"), "{text}");
+    // An unknown key in a sub-table of the second service's first real.
+    assert!(text.contains("bad.toml:11:1: services[1].reals[0].tunnel.prot: unknown field `prot`"), "{text}");
+}
+
+#[test]
 fn syntax_errors_have_a_line() {
     let e = errors("[system]\nhostname = \n");
     assert_eq!(e[0].line, 2, "{e:?}");
