@@ -112,12 +112,6 @@ pub struct QemuCmd {
     /// `LVSBOX_NIC_ROMS=0` leaves them out (`romfile=` on each NIC device),
     /// to measure: in interleaved OVMF boots it saved nothing measurable.
     pub nic_roms: bool,
-    /// UEFI boots: let OVMF bring up its network stack (IPv4, IPv6, PXE and
-    /// HTTP boot) on the NICs. Off by default (`opt/org.tianocore/*Support`
-    /// set to `no` in fw_cfg, as one would switch network boot off in a
-    /// box's firmware setup): the box boots from its disk, and connecting
-    /// the stack to a NIC cost OVMF about 0.3 s under TCG.
-    pub firmware_net: bool,
     /// Raw extra QEMU arguments.
     pub extra: Vec<OsString>,
 }
@@ -137,7 +131,6 @@ impl QemuCmd {
             qmp: None,
             no_reboot: false,
             nic_roms: std::env::var("LVSBOX_NIC_ROMS").map_or(true, |v| v != "0"),
-            firmware_net: false,
             extra: Vec::new(),
         }
     }
@@ -192,11 +185,6 @@ impl QemuCmd {
     }
     pub fn no_reboot(mut self, on: bool) -> Self {
         self.no_reboot = on;
-        self
-    }
-    /// See [`QemuCmd::firmware_net`].
-    pub fn firmware_net(mut self, on: bool) -> Self {
-        self.firmware_net = on;
         self
     }
     /// Appends kernel arguments (direct boot only: a UKI's command line is
@@ -264,12 +252,6 @@ impl QemuCmd {
                 a.push(format!("if=none,id=disk0,format={format},file={}", path(disk)).into());
                 a.push("-device".into());
                 a.push("virtio-blk-pci,drive=disk0,bootindex=0".into());
-                if !self.firmware_net && !self.nics.is_empty() {
-                    for knob in ["IPv4Support", "IPv6Support", "IPv4PXESupport", "IPv6PXESupport"] {
-                        a.push("-fw_cfg".into());
-                        a.push(format!("name=opt/org.tianocore/{knob},string=no").into());
-                    }
-                }
             }
         }
         for (i, d) in self.drives.iter().enumerate() {
@@ -398,20 +380,7 @@ mod tests {
         assert!(s.contains("if=none,id=disk0,format=qcow2,file=/t/o.qcow2"), "{s}");
         assert!(s.contains("-accel kvm -cpu host"), "{s}");
         assert!(s.contains("-m 512"), "{s}");
-        assert!(!s.contains("-fw_cfg"), "no NIC, nothing to keep the firmware off: {s}");
         assert!(q.append("x=1").is_err());
-    }
-
-    #[test]
-    fn uefi_boot_keeps_the_firmware_network_stack_off() {
-        let q = QemuCmd::uefi(Path::new("/t/o.qcow2"), "qcow2", Path::new("/t/VARS.fd")).nic(Nic::user());
-        let s = joined(&q);
-        for knob in ["IPv4Support", "IPv6Support", "IPv4PXESupport", "IPv6PXESupport"] {
-            assert!(s.contains(&format!("-fw_cfg name=opt/org.tianocore/{knob},string=no")), "{s}");
-        }
-        assert!(!joined(&q.clone().firmware_net(true)).contains("-fw_cfg"));
-        let d = QemuCmd::direct(Path::new("/k"), Path::new("/i"), "").nic(Nic::user());
-        assert!(!joined(&d).contains("-fw_cfg"), "direct boots have no firmware");
     }
 
     #[test]

@@ -60,9 +60,6 @@ pub struct GuestSpec {
     /// the boot entries its firmware wrote on its first boot. `None`: Debian's
     /// empty template, a box's very first boot.
     pub ovmf_vars: Option<PathBuf>,
-    /// Let OVMF bring up its network stack on the NICs
-    /// ([`image::qemu::QemuCmd::firmware_net`]; off by default).
-    pub firmware_net: bool,
 }
 
 impl GuestSpec {
@@ -80,7 +77,6 @@ impl GuestSpec {
             initrd: None,
             disk: None,
             ovmf_vars: None,
-            firmware_net: false,
             console_socket: false,
             allow_reboot: false,
         }
@@ -217,12 +213,7 @@ impl Guest {
         } else {
             Serial::File(serial_log.clone())
         };
-        q = q
-            .memory(spec.memory)
-            .serial(ttys0)
-            .qmp(&qmp_sock)
-            .no_reboot(!spec.allow_reboot)
-            .firmware_net(spec.firmware_net);
+        q = q.memory(spec.memory).serial(ttys0).qmp(&qmp_sock).no_reboot(!spec.allow_reboot);
         let shell_sock = (spec.flavour == Flavour::Debug && !spec.uefi).then(|| dir.join("ttyS1.sock"));
         if let Some(s) = &shell_sock {
             q = q.serial(Serial::Unix(s.clone()));

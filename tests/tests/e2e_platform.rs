@@ -174,7 +174,6 @@ fn production_disk_boots_under_ovmf() -> Result<()> {
         initrd: None,
         disk: None,
         ovmf_vars: None,
-        firmware_net: false,
         console_socket: false,
         allow_reboot: false,
     };

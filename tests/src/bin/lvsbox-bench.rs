@@ -1,4 +1,4 @@
-//! `lvsbox-bench [boot|ipvs|vrrp|checks|all] [--runs N] [--services N] [--reals N,N,..] [--window S] [--profile] [--only lbd|keepalived|direct|uefi] [--keep-logs DIR] [--variant 'LABEL|APPEND|INITRD']... [--uefi-variant 'LABEL|DISK|FLAGS']...`:
+//! `lvsbox-bench [boot|ipvs|vrrp|checks|all] [--runs N] [--services N] [--reals N,N,..] [--window S] [--profile] [--only lbd|keepalived|direct|uefi] [--keep-logs DIR] [--variant 'LABEL|APPEND|INITRD']... [--uefi-variant 'LABEL|DISK|NVRAM']...`:
 //! benchmarks in QEMU guests (TCG), printing lvsbox's figures next to the
 //! peer's from the same run where the peer can run in the same guests
 //! (ipvsadm; keepalived as the VRRP pair and as the checker), and the
@@ -9,9 +9,8 @@
 //! OVMF (an empty DISK is the built one). OVMF boots start from the variable
 //! store (NVRAM) that one first boot with Debian's empty template left, as a
 //! box's every boot after its first does (the firmware writes its boot
-//! entries once); that first boot is reported on its own. FLAGS `fresh`
-//! starts every boot from the empty template instead, `fw-net` lets the
-//! firmware bring up its network stack on the NIC (see `parse_uefi_variant`).
+//! entries once); that first boot is reported on its own. NVRAM `fresh`
+//! starts every boot from the empty template instead.
 //! Needs root and a built image (`cargo run --release -p image -- build`).
 
 use std::path::Path;
@@ -87,8 +86,6 @@ struct Variant {
     /// OVMF boots: every one from Debian's empty variable store, instead of
     /// from the one a first boot left.
     fresh_nvram: bool,
-    /// OVMF boots: with the firmware's network stack up on the NIC.
-    firmware_net: bool,
 }
 
 /// `LABEL[|APPEND[|INITRD]]`.
@@ -97,14 +94,13 @@ fn parse_variant(s: &str) -> Variant {
     let label = it.next().unwrap_or("").to_string();
     let append = it.next().filter(|a| !a.trim().is_empty()).map(|a| vec![a.trim().to_string()]).unwrap_or_default();
     let initrd = it.next().filter(|i| !i.trim().is_empty()).map(|i| i.trim().into());
-    Variant { label, append, initrd, disk: None, fresh_nvram: false, firmware_net: false }
+    Variant { label, append, initrd, disk: None, fresh_nvram: false }
 }
 
-/// `LABEL|DISK[|FLAGS]`: a raw GPT disk (e.g. another build's `lvsbox.img`)
-/// booted under OVMF; an empty DISK is the built one. FLAGS, comma-separated:
-/// `kept` (the default: start from the variable store a first boot left) or
-/// `fresh` (Debian's empty template every time); `fw-net` to let the firmware
-/// bring up its network stack on the NIC (off by default).
+/// `LABEL|DISK[|NVRAM]`: a raw GPT disk (e.g. another build's `lvsbox.img`)
+/// booted under OVMF; an empty DISK is the built one. NVRAM `kept` (the
+/// default: the variable store a first boot left) or `fresh` (Debian's empty
+/// template every time).
 fn parse_uefi_variant(s: &str) -> Result<Variant> {
     let mut it = s.splitn(3, '|');
     let label = it.next().unwrap_or("").to_string();
@@ -114,16 +110,12 @@ fn parse_uefi_variant(s: &str) -> Result<Variant> {
     } else {
         Some(disk.trim().into())
     };
-    let (mut fresh_nvram, mut firmware_net) = (false, false);
-    for flag in it.next().unwrap_or("").split(',').map(str::trim).filter(|f| !f.is_empty()) {
-        match flag {
-            "kept" => fresh_nvram = false,
-            "fresh" => fresh_nvram = true,
-            "fw-net" => firmware_net = true,
-            other => bail!("flag {other:?} of --uefi-variant {s:?}: `kept`, `fresh` or `fw-net`"),
-        }
-    }
-    Ok(Variant { label, append: vec![], initrd: None, disk, fresh_nvram, firmware_net })
+    let fresh_nvram = match it.next().map(str::trim).unwrap_or("") {
+        "" | "kept" => false,
+        "fresh" => true,
+        other => bail!("NVRAM of --uefi-variant {s:?} is {other:?}: `kept` or `fresh`"),
+    };
+    Ok(Variant { label, append: vec![], initrd: None, disk, fresh_nvram })
 }
 
 /// Where the bench keeps the OVMF variable stores first boots left (removed
@@ -193,7 +185,6 @@ fn boot_once(
         initrd: variant.initrd.clone(),
         disk: variant.disk.clone(),
         ovmf_vars: nvram.map(Path::to_path_buf),
-        firmware_net: variant.firmware_net,
         console_socket: false,
         allow_reboot: false,
     };
@@ -1242,7 +1233,7 @@ fn main() -> Result<()> {
             bench_vrrp(opt("--runs", 5))
         }
         _ => bail!(
-            "usage: lvsbox-bench [boot|ipvs|vrrp|checks|all] [--runs N] [--services N] [--reals N,N] [--window S] [--profile] [--only lbd|keepalived|direct|uefi] [--keep-logs DIR] [--variant 'LABEL|APPEND|INITRD']... [--uefi-variant 'LABEL|DISK|FLAGS']..."
+            "usage: lvsbox-bench [boot|ipvs|vrrp|checks|all] [--runs N] [--services N] [--reals N,N] [--window S] [--profile] [--only lbd|keepalived|direct|uefi] [--keep-logs DIR] [--variant 'LABEL|APPEND|INITRD']... [--uefi-variant 'LABEL|DISK|NVRAM']..."
         ),
     }
 }
@@ -1283,7 +1274,5 @@ mod milestone_tests {
         assert!(v.fresh_nvram && v.disk.as_deref() == Some(Path::new("/tmp/a.img")));
         assert!(!parse_uefi_variant("x|/tmp/a.img|kept").unwrap().fresh_nvram);
         assert!(parse_uefi_variant("x||warm").is_err());
-        let v = parse_uefi_variant("before||fresh,fw-net").unwrap();
-        assert!(v.fresh_nvram && v.firmware_net);
     }
 }
