@@ -147,8 +147,8 @@ fn first_boot(uefi: bool, keep: Option<&Path>, v: &Variant, dir: &NvramDir) -> R
     let save = dir.0.join(format!("{}.fd", if v.label.is_empty() { "uefi" } else { v.label.as_str() }));
     let r = boot_once(uefi, keep, "first", v, None, Some(&save))?;
     eprintln!(
-        "  first boot {} (empty NVRAM, not counted): lbd ready {:.2} s; {}",
-        v.label,
+        "  first boot{} (empty NVRAM, not counted): lbd ready {:.2} s; {}",
+        if v.label.is_empty() { String::new() } else { format!(" {}", v.label) },
         r.ready,
         fmt_milestones(&r)
     );
