@@ -55,6 +55,11 @@ pub struct GuestSpec {
     /// Another raw GPT disk (ESP + config partition) for a UEFI boot, e.g. a
     /// build with another UKI; a `config` still replaces its config partition.
     pub disk: Option<PathBuf>,
+    /// The OVMF variable store a UEFI boot starts from (a copy is used), e.g.
+    /// what an earlier boot left ([`Guest::ovmf_vars`]): a box's NVRAM keeps
+    /// the boot entries its firmware wrote on its first boot. `None`: Debian's
+    /// empty template, a box's very first boot.
+    pub ovmf_vars: Option<PathBuf>,
 }
 
 impl GuestSpec {
@@ -71,6 +76,7 @@ impl GuestSpec {
             uefi: false,
             initrd: None,
             disk: None,
+            ovmf_vars: None,
             console_socket: false,
             allow_reboot: false,
         }
@@ -131,6 +137,7 @@ pub struct Guest {
     shell: Option<Shell>,
     qmp_sock: PathBuf,
     console_sock: Option<PathBuf>,
+    ovmf_vars: Option<PathBuf>,
     /// When QEMU was started.
     pub started: Instant,
     _slot: Slot,
@@ -148,6 +155,7 @@ impl Guest {
         let serial_log = dir.join("ttyS0.log");
         let _ = std::fs::remove_file(&serial_log);
         let qmp_sock = dir.join("qmp.sock");
+        let ovmf_vars = spec.uefi.then(|| dir.join("uefi").join("OVMF_VARS.fd"));
         let mut q = if spec.uefi {
             let scratch = dir.join("uefi");
             let q = image::qemu::uefi_flavour(fa, &scratch)?;
@@ -157,7 +165,7 @@ impl Guest {
                 let disk = scratch.join("disk.img");
                 copy_sparse(spec.disk.as_deref().unwrap_or(&fa.raw), &disk)?;
             }
-            if let Some(cfg) = &spec.config {
+            let q = if let Some(cfg) = &spec.config {
                 let disk = scratch.join("disk.img");
                 let part = scratch.join("config.ext4");
                 image::fsimg::make_ext4(
@@ -176,7 +184,12 @@ impl Guest {
                 QemuCmd::uefi(&scratch.join("disk.img"), "raw", &scratch.join("OVMF_VARS.fd"))
             } else {
                 q
+            };
+            if let Some(v) = &spec.ovmf_vars {
+                std::fs::copy(v, scratch.join("OVMF_VARS.fd"))
+                    .with_context(|| format!("copying the OVMF variable store {}", v.display()))?;
             }
+            q
         } else {
             let mut q = match &spec.initrd {
                 Some(initrd) => QemuCmd::direct(arts.direct_kernel(), initrd, &fa.cmdline),
@@ -224,9 +237,16 @@ impl Guest {
             shell: None,
             qmp_sock,
             console_sock: spec.console_socket.then_some(console_sock),
+            ovmf_vars,
             started: Instant::now(),
             _slot: slot,
         })
+    }
+
+    /// A UEFI guest's OVMF variable store (its NVRAM) as the firmware left
+    /// it, e.g. to start a later boot from ([`GuestSpec::ovmf_vars`]).
+    pub fn ovmf_vars(&self) -> Option<&Path> {
+        self.ovmf_vars.as_deref()
     }
 
     /// The ttyS0 output so far.

@@ -173,6 +173,7 @@ fn production_disk_boots_under_ovmf() -> Result<()> {
         uefi: true,
         initrd: None,
         disk: None,
+        ovmf_vars: None,
         console_socket: false,
         allow_reboot: false,
     };

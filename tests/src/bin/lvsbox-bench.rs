@@ -1,4 +1,4 @@
-//! `lvsbox-bench [boot|ipvs|vrrp|checks|all] [--runs N] [--services N] [--reals N,N,..] [--window S] [--profile] [--only lbd|keepalived|direct|uefi] [--keep-logs DIR] [--variant 'LABEL|APPEND|INITRD']... [--uefi-variant 'LABEL|DISK']...`:
+//! `lvsbox-bench [boot|ipvs|vrrp|checks|all] [--runs N] [--services N] [--reals N,N,..] [--window S] [--profile] [--only lbd|keepalived|direct|uefi] [--keep-logs DIR] [--variant 'LABEL|APPEND|INITRD']... [--uefi-variant 'LABEL|DISK|NVRAM']...`:
 //! benchmarks in QEMU guests (TCG), printing lvsbox's figures next to the
 //! peer's from the same run where the peer can run in the same guests
 //! (ipvsadm; keepalived as the VRRP pair and as the checker), and the
@@ -6,7 +6,11 @@
 //! `boot --variant` (repeatable) boots direct variants interleaved (A B A B
 //! ...): extra kernel arguments and/or another initramfs per label;
 //! `--uefi-variant` (repeatable, mixable with them) boots a raw GPT disk under
-//! OVMF (an empty DISK is the built one).
+//! OVMF (an empty DISK is the built one). OVMF boots start from the variable
+//! store (NVRAM) that one first boot with Debian's empty template left, as a
+//! box's every boot after its first does (the firmware writes its boot
+//! entries once); that first boot is reported on its own. NVRAM `fresh`
+//! starts every boot from the empty template instead.
 //! Needs root and a built image (`cargo run --release -p image -- build`).
 
 use std::path::Path;
@@ -79,6 +83,9 @@ struct Variant {
     initrd: Option<std::path::PathBuf>,
     /// A raw GPT disk booted under OVMF instead (`--uefi-variant`).
     disk: Option<std::path::PathBuf>,
+    /// OVMF boots: every one from Debian's empty variable store, instead of
+    /// from the one a first boot left.
+    fresh_nvram: bool,
 }
 
 /// `LABEL[|APPEND[|INITRD]]`.
@@ -87,22 +94,77 @@ fn parse_variant(s: &str) -> Variant {
     let label = it.next().unwrap_or("").to_string();
     let append = it.next().filter(|a| !a.trim().is_empty()).map(|a| vec![a.trim().to_string()]).unwrap_or_default();
     let initrd = it.next().filter(|i| !i.trim().is_empty()).map(|i| i.trim().into());
-    Variant { label, append, initrd, disk: None }
+    Variant { label, append, initrd, disk: None, fresh_nvram: false }
 }
 
-/// `LABEL|DISK`: a raw GPT disk (e.g. another build's `lvsbox.img`) booted
-/// under OVMF; an empty DISK is the built one.
-fn parse_uefi_variant(s: &str) -> Variant {
-    let (label, disk) = s.split_once('|').unwrap_or((s, ""));
+/// `LABEL|DISK[|NVRAM]`: a raw GPT disk (e.g. another build's `lvsbox.img`)
+/// booted under OVMF; an empty DISK is the built one. NVRAM `kept` (the
+/// default: the variable store a first boot left) or `fresh` (Debian's empty
+/// template every time).
+fn parse_uefi_variant(s: &str) -> Result<Variant> {
+    let mut it = s.splitn(3, '|');
+    let label = it.next().unwrap_or("").to_string();
+    let disk = it.next().unwrap_or("");
     let disk = if disk.trim().is_empty() {
         image::Artefacts::locate().ok().and_then(|a| a.get(Flavour::Production).ok().map(|f| f.raw.clone()))
     } else {
         Some(disk.trim().into())
     };
-    Variant { label: label.to_string(), append: vec![], initrd: None, disk }
+    let fresh_nvram = match it.next().map(str::trim).unwrap_or("") {
+        "" | "kept" => false,
+        "fresh" => true,
+        other => bail!("NVRAM of --uefi-variant {s:?} is {other:?}: `kept` or `fresh`"),
+    };
+    Ok(Variant { label, append: vec![], initrd: None, disk, fresh_nvram })
 }
 
-fn boot_once(uefi: bool, keep: Option<&Path>, run: usize, variant: &Variant) -> Result<BootRun> {
+/// Where the bench keeps the OVMF variable stores first boots left (removed
+/// when dropped).
+struct NvramDir(std::path::PathBuf);
+
+impl NvramDir {
+    fn new() -> Result<NvramDir> {
+        let d = std::env::temp_dir().join(format!("lvsbox-bench-nvram-{}", std::process::id()));
+        std::fs::create_dir_all(&d)?;
+        Ok(NvramDir(d))
+    }
+}
+
+impl Drop for NvramDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The first boot of an OVMF variant, from Debian's empty variable store:
+/// prints it and returns the variable store it left (in `dir`), which the
+/// variant's measured boots start from. `None` for direct boots and `fresh`
+/// variants.
+fn first_boot(uefi: bool, keep: Option<&Path>, v: &Variant, dir: &NvramDir) -> Result<Option<std::path::PathBuf>> {
+    if !uefi || v.fresh_nvram {
+        return Ok(None);
+    }
+    let save = dir.0.join(format!("{}.fd", if v.label.is_empty() { "uefi" } else { v.label.as_str() }));
+    let r = boot_once(uefi, keep, "first", v, None, Some(&save))?;
+    eprintln!(
+        "  first boot{} (empty NVRAM, not counted): lbd ready {:.2} s; {}",
+        if v.label.is_empty() { String::new() } else { format!(" {}", v.label) },
+        r.ready,
+        fmt_milestones(&r)
+    );
+    Ok(Some(save))
+}
+
+/// One boot; an OVMF one starts from the variable store `nvram` (`None`: the
+/// empty template) and, with `save_nvram`, leaves a copy of its own there.
+fn boot_once(
+    uefi: bool,
+    keep: Option<&Path>,
+    run: &str,
+    variant: &Variant,
+    nvram: Option<&Path>,
+    save_nvram: Option<&Path>,
+) -> Result<BootRun> {
     let mut lab = Lab::new()?;
     let tap = lab.add_tap()?;
     let spec = GuestSpec {
@@ -122,6 +184,7 @@ fn boot_once(uefi: bool, keep: Option<&Path>, run: usize, variant: &Variant) -> 
         uefi,
         initrd: variant.initrd.clone(),
         disk: variant.disk.clone(),
+        ovmf_vars: nvram.map(Path::to_path_buf),
         console_socket: false,
         allow_reboot: false,
     };
@@ -130,6 +193,10 @@ fn boot_once(uefi: bool, keep: Option<&Path>, run: usize, variant: &Variant) -> 
     let ready = g.wait_ready()?.as_secs_f64();
     // The summary line follows `lbd ready` at once; give the log a moment.
     let _ = g.wait_for("init: boot: ", Duration::from_secs(5));
+    if let (Some(save), Some(vars)) = (save_nvram, g.ovmf_vars()) {
+        // The firmware is long done with its variables once lbd is ready.
+        std::fs::copy(vars, save).context("saving the OVMF variable store")?;
+    }
     let serial = g.serial();
     if let Some(dir) = keep {
         std::fs::create_dir_all(dir)?;
@@ -181,10 +248,13 @@ fn bench_boot(runs: usize, only: &str, keep: Option<&Path>, variants: &[Variant]
     if !variants.is_empty() {
         // A B A B ...: every phase stretches with the host's load, so
         // variants compare only when measured together.
+        let dir = NvramDir::new()?;
+        let nvrams =
+            variants.iter().map(|v| first_boot(v.disk.is_some(), keep, v, &dir)).collect::<Result<Vec<_>>>()?;
         let mut all: Vec<Vec<BootRun>> = variants.iter().map(|_| Vec::new()).collect();
         for run in 0..runs {
-            for (v, out) in variants.iter().zip(all.iter_mut()) {
-                let r = boot_once(v.disk.is_some(), keep, run, v)?;
+            for ((v, out), nvram) in variants.iter().zip(all.iter_mut()).zip(&nvrams) {
+                let r = boot_once(v.disk.is_some(), keep, &run.to_string(), v, nvram.as_deref(), None)?;
                 eprintln!("  run {run} {}: lbd ready {:.2} s; {}", v.label, r.ready, fmt_milestones(&r));
                 out.push(r);
             }
@@ -199,13 +269,18 @@ fn bench_boot(runs: usize, only: &str, keep: Option<&Path>, variants: &[Variant]
         if (only == "direct" && uefi) || (only == "uefi" && !uefi) {
             continue;
         }
+        let dir = NvramDir::new()?;
+        let nvram = first_boot(uefi, keep, &Variant::default(), &dir)?;
         let mut all = Vec::new();
         for run in 0..runs {
-            let r = boot_once(uefi, keep, run, &Variant::default())?;
+            let r = boot_once(uefi, keep, &run.to_string(), &Variant::default(), nvram.as_deref(), None)?;
             eprintln!("  run {run}: banner {:.2} s, lbd ready {:.2} s; {}", r.banner, r.ready, fmt_milestones(&r));
             all.push(r);
         }
         print_boot_summary(if uefi { "UEFI disk under OVMF" } else { "direct kernel boot" }, &all);
+        if uefi {
+            println!("{:22} (each from the NVRAM a first boot left, as a box's later boots)", "");
+        }
     }
     println!(
         "peer (recorded in ../shared/notes/peer-behaviour.md, same kind of machine): Debian + keepalived \
@@ -1130,11 +1205,11 @@ fn main() -> Result<()> {
             let variants: Vec<Variant> = args
                 .windows(2)
                 .filter_map(|w| match w[0].as_str() {
-                    "--variant" => Some(parse_variant(&w[1])),
+                    "--variant" => Some(Ok(parse_variant(&w[1]))),
                     "--uefi-variant" => Some(parse_uefi_variant(&w[1])),
                     _ => None,
                 })
-                .collect();
+                .collect::<Result<_>>()?;
             bench_boot(
                 opt("--runs", 5),
                 sopt("--only").unwrap_or("both"),
@@ -1166,7 +1241,7 @@ fn main() -> Result<()> {
             bench_vrrp(opt("--runs", 5))
         }
         _ => bail!(
-            "usage: lvsbox-bench [boot|ipvs|vrrp|checks|all] [--runs N] [--services N] [--reals N,N] [--window S] [--profile] [--only lbd|keepalived|direct|uefi] [--keep-logs DIR] [--variant 'LABEL|APPEND|INITRD']... [--uefi-variant 'LABEL|DISK']..."
+            "usage: lvsbox-bench [boot|ipvs|vrrp|checks|all] [--runs N] [--services N] [--reals N,N] [--window S] [--profile] [--only lbd|keepalived|direct|uefi] [--keep-logs DIR] [--variant 'LABEL|APPEND|INITRD']... [--uefi-variant 'LABEL|DISK|NVRAM']..."
         ),
     }
 }
@@ -1200,7 +1275,12 @@ mod milestone_tests {
         assert_eq!(v.initrd.as_deref(), Some(Path::new("/tmp/i.cpio.lz4")));
         let v = parse_variant("base");
         assert!(v.label == "base" && v.append.is_empty() && v.initrd.is_none() && v.disk.is_none());
-        let v = parse_uefi_variant("lz4-uki|/tmp/a.img");
+        let v = parse_uefi_variant("lz4-uki|/tmp/a.img").unwrap();
         assert_eq!((v.label.as_str(), v.disk.as_deref()), ("lz4-uki", Some(Path::new("/tmp/a.img"))));
+        assert!(!v.fresh_nvram);
+        let v = parse_uefi_variant("first|/tmp/a.img|fresh").unwrap();
+        assert!(v.fresh_nvram && v.disk.as_deref() == Some(Path::new("/tmp/a.img")));
+        assert!(!parse_uefi_variant("x|/tmp/a.img|kept").unwrap().fresh_nvram);
+        assert!(parse_uefi_variant("x||warm").is_err());
     }
 }
