@@ -99,6 +99,7 @@ fn write_sysctl(key: &str, value: &str) {
 pub fn early(report: &mut BootReport) -> Cmdline {
     crate::log::milestone("init");
     let mount_errors = mounts::mount_early();
+    crate::log::milestone_idle_now();
     crate::log::open_kmsg();
     let raw = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let cmd = cmdline::parse(&raw);

@@ -348,7 +348,18 @@ impl Kmod for SysKmod {
     fn load(&mut self, path: &Path, params: &str) -> Result<(), Errno> {
         let f = File::open(path).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
         let params = std::ffi::CString::new(params).map_err(|_| Errno::EINVAL)?;
-        nix::kmod::finit_module(&f, &params, nix::kmod::ModuleInitFlags::empty())
+        // With lvsbox.debug=1: how long each load took and how much of it
+        // the CPU sat idle (a probe waiting on hardware, not computing).
+        let timing = crate::log::debug_on().then(|| (std::time::Instant::now(), crate::log::idle_ms()));
+        let r = nix::kmod::finit_module(&f, &params, nix::kmod::ModuleInitFlags::empty());
+        if let Some((t, idle)) = timing {
+            let idle = crate::log::idle_ms().zip(idle).map(|(b, a)| b.saturating_sub(a)).unwrap_or(0);
+            crate::log::log(
+                lbd::initctl::Level::Debug,
+                &format!("finit_module {}: {} ms, idle {idle} ms", path.display(), t.elapsed().as_millis()),
+            );
+        }
+        r
     }
     fn present(&self, name: &str) -> bool {
         // /sys/module/<name> exists for loaded modules and for built-ins that
