@@ -381,6 +381,13 @@ pub struct Loader<K: Kmod> {
     pub loaded: Vec<String>,
     /// Failures, each module once.
     pub failures: Vec<ModuleFailure>,
+    /// Load with `async_probe=1`: `finit_module` then returns without
+    /// `async_synchronize_full()`, i.e. without waiting for every
+    /// asynchronous probe in the system (the SATA ports an AHCI controller
+    /// is still bringing up), and the module's own drivers probe
+    /// asynchronously. Set once such a probe is under way (see
+    /// [`Loader::start_async`]), so later loads do not wait for it.
+    pub nowait: bool,
     done: HashSet<String>,
     failed: HashSet<String>,
 }
@@ -394,6 +401,7 @@ impl<K: Kmod> Loader<K> {
             params: HashMap::new(),
             loaded: Vec::new(),
             failures: Vec::new(),
+            nowait: false,
             done: HashSet::new(),
             failed: HashSet::new(),
         }
@@ -453,7 +461,10 @@ impl<K: Kmod> Loader<K> {
             }
             self.done.remove(&m);
             let path = self.db.root.join(&self.db.deps[&m].path);
-            let params = self.params.get(&m).cloned().unwrap_or_default();
+            let mut params = self.params.get(&m).cloned().unwrap_or_default();
+            if self.nowait {
+                params = format!("{params} async_probe=1").trim_start().to_string();
+            }
             match self.kmod.load(&path, &params) {
                 Ok(()) | Err(Errno::EEXIST) => {
                     self.loaded.push(m.clone());
@@ -482,13 +493,33 @@ impl<K: Kmod> Loader<K> {
     /// Loads every module an alias or name resolves to (coldplug / modprobe).
     /// Returns the modules newly loaded; failures are remembered.
     pub fn load_alias(&mut self, alias: &str) -> Vec<String> {
+        self.load_alias_deferring(alias, &[], &mut Vec::new())
+    }
+
+    /// [`Loader::load_alias`], except that the modules named in `defer` are
+    /// not loaded but added to `deferred` (each once).
+    pub fn load_alias_deferring(&mut self, alias: &str, defer: &[&str], deferred: &mut Vec<String>) -> Vec<String> {
         let mut new = Vec::new();
         for m in self.db.resolve(alias) {
+            if defer.contains(&m.as_str()) && !self.done.contains(&m) {
+                if !deferred.contains(&m) {
+                    deferred.push(m);
+                }
+                continue;
+            }
             if let Ok(v) = self.load(&m) {
                 new.extend(v);
             }
         }
         new
+    }
+
+    /// Loads `name` (and what it needs) without waiting for its devices'
+    /// probes, and switches the loader to [`Loader::nowait`] so that no
+    /// later load waits for them either.
+    pub fn start_async(&mut self, name: &str) -> Result<Vec<String>, ModuleFailure> {
+        self.nowait = true;
+        self.load(name)
     }
 }
 
@@ -767,6 +798,28 @@ alias usb:v*p*d*dc*dsc*dp*ic09isc00ip0[0-2]in* hub
         // Each failure once.
         let names: Vec<&str> = l.failures.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["nf_conntrack", "ip_vs_rr", "ip_vs", "nope"]);
+    }
+
+    #[test]
+    fn async_loads_and_deferred_drivers() {
+        let mut l = loader(Fake::default());
+        let mut deferred = Vec::new();
+        let pci = "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00";
+        assert!(l.load_alias_deferring(pci, &["virtio_pci"], &mut deferred).is_empty());
+        assert!(l.load_alias_deferring(pci, &["virtio_pci"], &mut deferred).is_empty());
+        assert_eq!(deferred, ["virtio_pci"], "deferred once, not loaded");
+        assert!(l.kmod.calls.is_empty());
+        l.load("failover").unwrap();
+        assert_eq!(l.kmod.calls.last().unwrap(), &("failover".to_string(), String::new()));
+        l.params.insert("virtio_pci".into(), "force_legacy=1".into());
+        assert_eq!(l.start_async("virtio_pci").unwrap().last().unwrap(), "virtio_pci");
+        assert_eq!(
+            l.kmod.calls.last().unwrap(),
+            &("virtio_pci".to_string(), "force_legacy=1 async_probe=1".to_string())
+        );
+        assert_eq!(l.kmod.calls[1].1, "async_probe=1", "its dependencies too");
+        l.load("ip_vs").unwrap();
+        assert!(l.kmod.calls.iter().skip(1).all(|(_, p)| p.ends_with("async_probe=1")), "and every later load");
     }
 
     #[test]
