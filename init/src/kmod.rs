@@ -295,6 +295,10 @@ pub struct ModDb {
     pub aliases: Vec<(String, String)>,
     /// modules.softdep (optional file).
     pub softdeps: HashMap<String, SoftDep>,
+    /// This CPU's modalias (`cpu:type:x86,ven...:feature:,0000,...`), when
+    /// the kernel exposes it: alias lookups skip the modules whose `cpu:`
+    /// aliases say they need a feature it lacks.
+    pub cpu: Option<String>,
 }
 
 impl ModDb {
@@ -306,7 +310,28 @@ impl ModDb {
             deps: parse_dep(&read("modules.dep")),
             aliases: parse_alias(&read("modules.alias")),
             softdeps: parse_softdep(&read("modules.softdep")),
+            cpu: std::fs::read_to_string("/sys/devices/system/cpu/modalias").ok().map(|s| s.trim().to_string()),
         }
+    }
+
+    /// Whether `module` can run on this CPU: it has no `cpu:` alias (not
+    /// tied to a CPU feature), or this CPU's modalias matches one of them,
+    /// or the CPU's modalias is unknown. The `crc32c` alias names both
+    /// crc32c_generic and crc32c_intel, and crc32c_intel costs a full load
+    /// (read, signature check, relocation) before failing with ENODEV on a
+    /// CPU without SSE4.2, such as QEMU's default one.
+    pub fn fits_cpu(&self, module: &str) -> bool {
+        let Some(cpu) = &self.cpu else { return true };
+        let mut tied = false;
+        for (pat, m) in &self.aliases {
+            if m == module && pat.starts_with("cpu:") {
+                if glob_match(pat, cpu) {
+                    return true;
+                }
+                tied = true;
+            }
+        }
+        !tied
     }
 
     /// Module names for a name or alias (`ip_vs_wlc`, `pci:v00001AF4d...`,
@@ -329,6 +354,7 @@ impl ModDb {
                 out.push(m.clone());
             }
         }
+        out.retain(|m| self.fits_cpu(m));
         out
     }
 }
@@ -726,6 +752,7 @@ alias usb:v*p*d*dc*dsc*dp*ic09isc00ip0[0-2]in* hub
             deps: parse_dep(DEP),
             aliases: parse_alias(ALIAS),
             softdeps: parse_softdep("softdep libcrc32c pre: crc32c\nsoftdep crc32c_intel post: libcrc32c\n"),
+            cpu: None,
         }
     }
 
@@ -798,6 +825,20 @@ alias usb:v*p*d*dc*dsc*dp*ic09isc00ip0[0-2]in* hub
         // Each failure once.
         let names: Vec<&str> = l.failures.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["nf_conntrack", "ip_vs_rr", "ip_vs", "nope"]);
+    }
+
+    #[test]
+    fn cpu_tied_modules_only_on_a_cpu_that_has_the_feature() {
+        let mut db = db();
+        db.aliases.push(("crc32c".into(), "crc32c_generic".into()));
+        db.aliases.push(("crc32c".into(), "crc32c_intel".into()));
+        db.aliases.push(("cpu:type:x86,ven*fam*mod*:feature:*0094*".into(), "crc32c_intel".into()));
+        assert_eq!(db.resolve("crc32c"), ["crc32c_generic", "crc32c_intel"], "CPU unknown: both");
+        db.cpu = Some("cpu:type:x86,ven0000fam0006mod0006:feature:,0000,0001,0002,0093,00C0".into());
+        assert_eq!(db.resolve("crc32c"), ["crc32c_generic"], "no SSE4.2 (0094): no crc32c_intel");
+        assert_eq!(db.resolve("crc32c_intel"), ["crc32c_intel"], "by name it is still tried");
+        db.cpu = Some("cpu:type:x86,ven0000fam0006mod003F:feature:,0000,0093,0094,00C0".into());
+        assert_eq!(db.resolve("crc32c"), ["crc32c_generic", "crc32c_intel"]);
     }
 
     #[test]
