@@ -184,9 +184,13 @@ pub fn coldplug(loader: &mut Loader<SysKmod>, seen: &mut std::collections::HashS
     loaded
 }
 
+/// How often the wait for the config partition runs coldplug again.
+const COLDPLUG_WHILE_WAITING: Duration = Duration::from_millis(200);
+
 /// Waits (bounded) for the config partition. While it is missing, coldplug
-/// runs again each time: the disk may sit behind a driver that is still
-/// probing ([`ASYNC_PROBE`]) and then need another module (`sd_mod`).
+/// runs again every [`COLDPLUG_WHILE_WAITING`]: the disk may sit behind a
+/// driver that is still probing ([`ASYNC_PROBE`]) and then need another
+/// module (`sd_mod`).
 fn find_config_device(
     src: &ConfigSource,
     loader: &mut Loader<SysKmod>,
@@ -200,8 +204,14 @@ fn find_config_device(
     if *src == ConfigSource::None {
         return (None, Duration::ZERO);
     }
+    // Not at every 20 ms poll: each pass reads every device's modalias.
+    let mut last = std::time::Instant::now();
     mounts::wait_for(CONFIG_WAIT, || {
         find().or_else(|| {
+            if last.elapsed() < COLDPLUG_WHILE_WAITING {
+                return None;
+            }
+            last = std::time::Instant::now();
             let new = coldplug(loader, seen);
             if !new.is_empty() {
                 info!("coldplug while waiting for the config partition: {}", new.join(" "));
