@@ -150,14 +150,18 @@ pub const ASYNC_PROBE: &[&str] = &["ahci"];
 
 /// Loads drivers for the devices present, up to [`COLDPLUG_ROUNDS`] rounds;
 /// a round that loads nothing new ends it. The [`ASYNC_PROBE`] drivers come
-/// last, loaded without waiting for their probes. Returns the modules loaded.
+/// last, loaded without waiting for their probes. `seen` keeps the aliases
+/// handled and the device directories read, across calls. Returns the
+/// modules loaded.
 pub fn coldplug(loader: &mut Loader<SysKmod>, seen: &mut std::collections::HashSet<String>) -> Vec<String> {
     let defer: &[&str] = if loader.nowait { &[] } else { ASYNC_PROBE };
     let mut deferred = Vec::new();
     let mut loaded = Vec::new();
     for round in 0..COLDPLUG_ROUNDS {
+        let t = std::time::Instant::now();
         let aliases: Vec<String> =
-            kmod::read_modaliases(Path::new("/sys")).into_iter().filter(|a| !seen.contains(a)).collect();
+            kmod::read_new_modaliases(Path::new("/sys"), seen).into_iter().filter(|a| !seen.contains(a)).collect();
+        debug!("coldplug round {round}: modaliases read in {} ms", t.elapsed().as_millis());
         let mut new = Vec::new();
         for a in &aliases {
             seen.insert(a.clone());
@@ -224,7 +228,9 @@ fn find_config_device(
 /// Steps 3-5: modules, config. Returns the config in force.
 pub fn modules_and_config(cmd: &Cmdline, report: &mut BootReport) -> Config {
     let root = modules_root();
+    let t = std::time::Instant::now();
     let db = ModDb::open(&root);
+    debug!("module index read in {} ms", t.elapsed().as_millis());
     if db.deps.is_empty() {
         warn!("no modules.dep under {}: loading no modules", root.display());
     } else {

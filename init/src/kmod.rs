@@ -549,14 +549,24 @@ impl<K: Kmod> Loader<K> {
     }
 }
 
-/// Every `modalias` under `/sys/bus/*/devices/*/`.
-pub fn read_modaliases(sys: &Path) -> Vec<String> {
+/// The `modalias` of every device under `<sys>/bus/*/devices/*/` not read
+/// before: `seen` remembers the device directories read (as their paths,
+/// which never clash with an alias), so a later coldplug round reads only
+/// the modaliases of devices that appeared since (each read is a sysfs
+/// open and read, a few dozen of them per round, and slow under TCG).
+pub fn read_new_modaliases(sys: &Path, seen: &mut HashSet<String>) -> Vec<String> {
     let mut out = Vec::new();
     let Ok(buses) = std::fs::read_dir(sys.join("bus")) else { return out };
     for bus in buses.flatten() {
         let Ok(devs) = std::fs::read_dir(bus.path().join("devices")) else { continue };
         for d in devs.flatten() {
-            if let Ok(a) = std::fs::read_to_string(d.path().join("modalias")) {
+            let path = d.path();
+            let key = path.to_string_lossy().into_owned();
+            if seen.contains(&key) {
+                continue;
+            }
+            seen.insert(key);
+            if let Ok(a) = std::fs::read_to_string(path.join("modalias")) {
                 let a = a.trim();
                 if !a.is_empty() {
                     out.push(a.to_string());
@@ -861,6 +871,28 @@ alias usb:v*p*d*dc*dsc*dp*ic09isc00ip0[0-2]in* hub
         assert_eq!(l.kmod.calls[1].1, "async_probe=1", "its dependencies too");
         l.load("ip_vs").unwrap();
         assert!(l.kmod.calls.iter().skip(1).all(|(_, p)| p.ends_with("async_probe=1")), "and every later load");
+    }
+
+    #[test]
+    fn modaliases_of_new_devices_only() {
+        let root = std::env::temp_dir().join(format!("init-modalias-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let dev = |bus: &str, d: &str, alias: Option<&str>| {
+            let p = root.join("bus").join(bus).join("devices").join(d);
+            std::fs::create_dir_all(&p).unwrap();
+            if let Some(a) = alias {
+                std::fs::write(p.join("modalias"), format!("{a}\n")).unwrap();
+            }
+        };
+        dev("pci", "0000:00:01.0", Some("pci:v00001AF4d00001000"));
+        dev("pci", "0000:00:02.0", Some("pci:v00001AF4d00001000"));
+        dev("cpu", "cpu0", None);
+        let mut seen = HashSet::new();
+        assert_eq!(read_new_modaliases(&root, &mut seen), ["pci:v00001AF4d00001000"]);
+        assert!(read_new_modaliases(&root, &mut seen).is_empty(), "nothing new");
+        dev("virtio", "virtio0", Some("virtio:d00000001v00001AF4"));
+        assert_eq!(read_new_modaliases(&root, &mut seen), ["virtio:d00000001v00001AF4"]);
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[test]
