@@ -99,6 +99,7 @@ fn write_sysctl(key: &str, value: &str) {
 pub fn early(report: &mut BootReport) -> Cmdline {
     crate::log::milestone("init");
     let mount_errors = mounts::mount_early();
+    crate::log::milestone_idle_now();
     crate::log::open_kmsg();
     let raw = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let cmd = cmdline::parse(&raw);
@@ -136,17 +137,35 @@ pub fn modules_root() -> PathBuf {
     PathBuf::from("/lib/modules").join(u.release().to_string_lossy().as_ref())
 }
 
+/// Drivers whose probe waits on hardware for a long time with the CPU idle:
+/// AHCI brings up every SATA port and debounces its link (about 0.3 s of
+/// idle time under QEMU's q35, whose six ports are empty), and a module
+/// load waits for every asynchronous probe in the system before it
+/// returns. Coldplug loads these last and without waiting (`async_probe=1`,
+/// see [`Loader::start_async`]), so the boot's next loads (ext4, netfilter)
+/// compute while the ports settle; disks behind them appear later, which
+/// the wait for the config partition covers (it coldplugs while it waits,
+/// for the `sd_mod` their SCSI devices need).
+pub const ASYNC_PROBE: &[&str] = &["ahci"];
+
 /// Loads drivers for the devices present, up to [`COLDPLUG_ROUNDS`] rounds;
-/// a round that loads nothing new ends it. Returns the modules loaded.
+/// a round that loads nothing new ends it. The [`ASYNC_PROBE`] drivers come
+/// last, loaded without waiting for their probes. `seen` keeps the aliases
+/// handled and the device directories read, across calls. Returns the
+/// modules loaded.
 pub fn coldplug(loader: &mut Loader<SysKmod>, seen: &mut std::collections::HashSet<String>) -> Vec<String> {
+    let defer: &[&str] = if loader.nowait { &[] } else { ASYNC_PROBE };
+    let mut deferred = Vec::new();
     let mut loaded = Vec::new();
     for round in 0..COLDPLUG_ROUNDS {
+        let t = std::time::Instant::now();
         let aliases: Vec<String> =
-            kmod::read_modaliases(Path::new("/sys")).into_iter().filter(|a| !seen.contains(a)).collect();
+            kmod::read_new_modaliases(Path::new("/sys"), seen).into_iter().filter(|a| !seen.contains(a)).collect();
+        debug!("coldplug round {round}: modaliases read in {} ms", t.elapsed().as_millis());
         let mut new = Vec::new();
         for a in &aliases {
             seen.insert(a.clone());
-            new.extend(loader.load_alias(a));
+            new.extend(loader.load_alias_deferring(a, defer, &mut deferred));
         }
         debug!("coldplug round {round}: {} new devices, loaded {:?}", aliases.len(), new);
         if new.is_empty() {
@@ -160,21 +179,58 @@ pub fn coldplug(loader: &mut Loader<SysKmod>, seen: &mut std::collections::HashS
         // virtio); give asynchronous probes a moment before the next round.
         std::thread::sleep(Duration::from_millis(10));
     }
+    for m in deferred {
+        if let Ok(new) = loader.start_async(&m) {
+            debug!("coldplug: {m} probes in the background, loaded {new:?}");
+            loaded.extend(new);
+        }
+    }
     loaded
 }
 
-fn find_config_device(src: &ConfigSource) -> (Option<PathBuf>, Duration) {
-    match src {
-        ConfigSource::PartLabel(l) => mounts::wait_for(CONFIG_WAIT, || mounts::find_partlabel(Path::new("/sys"), l)),
-        ConfigSource::Device(p) => mounts::wait_for(CONFIG_WAIT, || p.exists().then(|| p.clone())),
-        ConfigSource::None => (None, Duration::ZERO),
+/// How often the wait for the config partition runs coldplug again.
+const COLDPLUG_WHILE_WAITING: Duration = Duration::from_millis(200);
+
+/// Waits (bounded) for the config partition. While it is missing, coldplug
+/// runs again every [`COLDPLUG_WHILE_WAITING`]: the disk may sit behind a
+/// driver that is still probing ([`ASYNC_PROBE`]) and then need another
+/// module (`sd_mod`).
+fn find_config_device(
+    src: &ConfigSource,
+    loader: &mut Loader<SysKmod>,
+    seen: &mut std::collections::HashSet<String>,
+) -> (Option<PathBuf>, Duration) {
+    let find = || match src {
+        ConfigSource::PartLabel(l) => mounts::find_partlabel(Path::new("/sys"), l),
+        ConfigSource::Device(p) => p.exists().then(|| p.clone()),
+        ConfigSource::None => None,
+    };
+    if *src == ConfigSource::None {
+        return (None, Duration::ZERO);
     }
+    // Not at every 20 ms poll: each pass reads every device's modalias.
+    let mut last = std::time::Instant::now();
+    mounts::wait_for(CONFIG_WAIT, || {
+        find().or_else(|| {
+            if last.elapsed() < COLDPLUG_WHILE_WAITING {
+                return None;
+            }
+            last = std::time::Instant::now();
+            let new = coldplug(loader, seen);
+            if !new.is_empty() {
+                info!("coldplug while waiting for the config partition: {}", new.join(" "));
+            }
+            find()
+        })
+    })
 }
 
 /// Steps 3-5: modules, config. Returns the config in force.
 pub fn modules_and_config(cmd: &Cmdline, report: &mut BootReport) -> Config {
     let root = modules_root();
+    let t = std::time::Instant::now();
     let db = ModDb::open(&root);
+    debug!("module index read in {} ms", t.elapsed().as_millis());
     if db.deps.is_empty() {
         warn!("no modules.dep under {}: loading no modules", root.display());
     } else {
@@ -186,7 +242,7 @@ pub fn modules_and_config(cmd: &Cmdline, report: &mut BootReport) -> Config {
     info!("coldplug loaded: {}", cold.join(" "));
     crate::log::milestone("coldplug");
 
-    let (cfg, creport) = read_config(cmd, &mut loader);
+    let (cfg, creport) = read_config(cmd, &mut loader, &mut seen);
     report.config = Some(creport);
     crate::log::milestone("config");
 
@@ -293,6 +349,14 @@ pub fn load_late() -> bool {
             new.extend(n);
         }
     }
+    // Devices that appeared after boot's coldplug (disks behind a driver
+    // that probed in the background, see ASYNC_PROBE) get their drivers:
+    // the loads above waited for every pending probe.
+    let cold = coldplug(&mut loader, &mut std::collections::HashSet::new());
+    if !cold.is_empty() {
+        info!("coldplug after ready: {}", cold.join(" "));
+    }
+    new.extend(cold);
     for f in &loader.failures {
         warn!("module {}: {} (errno {})", f.name, f.error, f.errno);
     }
@@ -319,7 +383,11 @@ pub fn config_params(cfg: &Config, module: &str) -> Option<String> {
     }
 }
 
-fn read_config(cmd: &Cmdline, loader: &mut Loader<SysKmod>) -> (Config, ConfigReport) {
+fn read_config(
+    cmd: &Cmdline,
+    loader: &mut Loader<SysKmod>,
+    seen: &mut std::collections::HashSet<String>,
+) -> (Config, ConfigReport) {
     let source = cmd.config.to_string();
     let mut rep = ConfigReport {
         source: source.clone(),
@@ -334,7 +402,7 @@ fn read_config(cmd: &Cmdline, loader: &mut Loader<SysKmod>) -> (Config, ConfigRe
         notice!("config: none requested (lvsbox.config=none): safe defaults");
         return (Config::default(), rep);
     }
-    let (dev, waited) = find_config_device(&cmd.config);
+    let (dev, waited) = find_config_device(&cmd.config, loader, seen);
     let Some(dev) = dev else {
         let why = format!("config partition {source} not found after {} ms", waited.as_millis());
         warn!("config: {why}; booting with safe defaults (consoles on, no services)");

@@ -295,6 +295,10 @@ pub struct ModDb {
     pub aliases: Vec<(String, String)>,
     /// modules.softdep (optional file).
     pub softdeps: HashMap<String, SoftDep>,
+    /// This CPU's modalias (`cpu:type:x86,ven...:feature:,0000,...`), when
+    /// the kernel exposes it: alias lookups skip the modules whose `cpu:`
+    /// aliases say they need a feature it lacks.
+    pub cpu: Option<String>,
 }
 
 impl ModDb {
@@ -306,7 +310,28 @@ impl ModDb {
             deps: parse_dep(&read("modules.dep")),
             aliases: parse_alias(&read("modules.alias")),
             softdeps: parse_softdep(&read("modules.softdep")),
+            cpu: std::fs::read_to_string("/sys/devices/system/cpu/modalias").ok().map(|s| s.trim().to_string()),
         }
+    }
+
+    /// Whether `module` can run on this CPU: it has no `cpu:` alias (not
+    /// tied to a CPU feature), or this CPU's modalias matches one of them,
+    /// or the CPU's modalias is unknown. The `crc32c` alias names both
+    /// crc32c_generic and crc32c_intel, and crc32c_intel costs a full load
+    /// (read, signature check, relocation) before failing with ENODEV on a
+    /// CPU without SSE4.2, such as QEMU's default one.
+    pub fn fits_cpu(&self, module: &str) -> bool {
+        let Some(cpu) = &self.cpu else { return true };
+        let mut tied = false;
+        for (pat, m) in &self.aliases {
+            if m == module && pat.starts_with("cpu:") {
+                if glob_match(pat, cpu) {
+                    return true;
+                }
+                tied = true;
+            }
+        }
+        !tied
     }
 
     /// Module names for a name or alias (`ip_vs_wlc`, `pci:v00001AF4d...`,
@@ -329,6 +354,7 @@ impl ModDb {
                 out.push(m.clone());
             }
         }
+        out.retain(|m| self.fits_cpu(m));
         out
     }
 }
@@ -348,7 +374,18 @@ impl Kmod for SysKmod {
     fn load(&mut self, path: &Path, params: &str) -> Result<(), Errno> {
         let f = File::open(path).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
         let params = std::ffi::CString::new(params).map_err(|_| Errno::EINVAL)?;
-        nix::kmod::finit_module(&f, &params, nix::kmod::ModuleInitFlags::empty())
+        // With lvsbox.debug=1: how long each load took and how much of it
+        // the CPU sat idle (a probe waiting on hardware, not computing).
+        let timing = crate::log::debug_on().then(|| (std::time::Instant::now(), crate::log::idle_ms()));
+        let r = nix::kmod::finit_module(&f, &params, nix::kmod::ModuleInitFlags::empty());
+        if let Some((t, idle)) = timing {
+            let idle = crate::log::idle_ms().zip(idle).map(|(b, a)| b.saturating_sub(a)).unwrap_or(0);
+            crate::log::log(
+                lbd::initctl::Level::Debug,
+                &format!("finit_module {}: {} ms, idle {idle} ms", path.display(), t.elapsed().as_millis()),
+            );
+        }
+        r
     }
     fn present(&self, name: &str) -> bool {
         // /sys/module/<name> exists for loaded modules and for built-ins that
@@ -370,6 +407,13 @@ pub struct Loader<K: Kmod> {
     pub loaded: Vec<String>,
     /// Failures, each module once.
     pub failures: Vec<ModuleFailure>,
+    /// Load with `async_probe=1`: `finit_module` then returns without
+    /// `async_synchronize_full()`, i.e. without waiting for every
+    /// asynchronous probe in the system (the SATA ports an AHCI controller
+    /// is still bringing up), and the module's own drivers probe
+    /// asynchronously. Set once such a probe is under way (see
+    /// [`Loader::start_async`]), so later loads do not wait for it.
+    pub nowait: bool,
     done: HashSet<String>,
     failed: HashSet<String>,
 }
@@ -383,6 +427,7 @@ impl<K: Kmod> Loader<K> {
             params: HashMap::new(),
             loaded: Vec::new(),
             failures: Vec::new(),
+            nowait: false,
             done: HashSet::new(),
             failed: HashSet::new(),
         }
@@ -442,7 +487,10 @@ impl<K: Kmod> Loader<K> {
             }
             self.done.remove(&m);
             let path = self.db.root.join(&self.db.deps[&m].path);
-            let params = self.params.get(&m).cloned().unwrap_or_default();
+            let mut params = self.params.get(&m).cloned().unwrap_or_default();
+            if self.nowait {
+                params = format!("{params} async_probe=1").trim_start().to_string();
+            }
             match self.kmod.load(&path, &params) {
                 Ok(()) | Err(Errno::EEXIST) => {
                     self.loaded.push(m.clone());
@@ -471,24 +519,54 @@ impl<K: Kmod> Loader<K> {
     /// Loads every module an alias or name resolves to (coldplug / modprobe).
     /// Returns the modules newly loaded; failures are remembered.
     pub fn load_alias(&mut self, alias: &str) -> Vec<String> {
+        self.load_alias_deferring(alias, &[], &mut Vec::new())
+    }
+
+    /// [`Loader::load_alias`], except that the modules named in `defer` are
+    /// not loaded but added to `deferred` (each once).
+    pub fn load_alias_deferring(&mut self, alias: &str, defer: &[&str], deferred: &mut Vec<String>) -> Vec<String> {
         let mut new = Vec::new();
         for m in self.db.resolve(alias) {
+            if defer.contains(&m.as_str()) && !self.done.contains(&m) {
+                if !deferred.contains(&m) {
+                    deferred.push(m);
+                }
+                continue;
+            }
             if let Ok(v) = self.load(&m) {
                 new.extend(v);
             }
         }
         new
     }
+
+    /// Loads `name` (and what it needs) without waiting for its devices'
+    /// probes, and switches the loader to [`Loader::nowait`] so that no
+    /// later load waits for them either.
+    pub fn start_async(&mut self, name: &str) -> Result<Vec<String>, ModuleFailure> {
+        self.nowait = true;
+        self.load(name)
+    }
 }
 
-/// Every `modalias` under `/sys/bus/*/devices/*/`.
-pub fn read_modaliases(sys: &Path) -> Vec<String> {
+/// The `modalias` of every device under `<sys>/bus/*/devices/*/` not read
+/// before: `seen` remembers the device directories read (as their paths,
+/// which never clash with an alias), so a later coldplug round reads only
+/// the modaliases of devices that appeared since (each read is a sysfs
+/// open and read, a few dozen of them per round, and slow under TCG).
+pub fn read_new_modaliases(sys: &Path, seen: &mut HashSet<String>) -> Vec<String> {
     let mut out = Vec::new();
     let Ok(buses) = std::fs::read_dir(sys.join("bus")) else { return out };
     for bus in buses.flatten() {
         let Ok(devs) = std::fs::read_dir(bus.path().join("devices")) else { continue };
         for d in devs.flatten() {
-            if let Ok(a) = std::fs::read_to_string(d.path().join("modalias")) {
+            let path = d.path();
+            let key = path.to_string_lossy().into_owned();
+            if seen.contains(&key) {
+                continue;
+            }
+            seen.insert(key);
+            if let Ok(a) = std::fs::read_to_string(path.join("modalias")) {
                 let a = a.trim();
                 if !a.is_empty() {
                     out.push(a.to_string());
@@ -684,6 +762,7 @@ alias usb:v*p*d*dc*dsc*dp*ic09isc00ip0[0-2]in* hub
             deps: parse_dep(DEP),
             aliases: parse_alias(ALIAS),
             softdeps: parse_softdep("softdep libcrc32c pre: crc32c\nsoftdep crc32c_intel post: libcrc32c\n"),
+            cpu: None,
         }
     }
 
@@ -756,6 +835,64 @@ alias usb:v*p*d*dc*dsc*dp*ic09isc00ip0[0-2]in* hub
         // Each failure once.
         let names: Vec<&str> = l.failures.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["nf_conntrack", "ip_vs_rr", "ip_vs", "nope"]);
+    }
+
+    #[test]
+    fn cpu_tied_modules_only_on_a_cpu_that_has_the_feature() {
+        let mut db = db();
+        db.aliases.push(("crc32c".into(), "crc32c_generic".into()));
+        db.aliases.push(("crc32c".into(), "crc32c_intel".into()));
+        db.aliases.push(("cpu:type:x86,ven*fam*mod*:feature:*0094*".into(), "crc32c_intel".into()));
+        assert_eq!(db.resolve("crc32c"), ["crc32c_generic", "crc32c_intel"], "CPU unknown: both");
+        db.cpu = Some("cpu:type:x86,ven0000fam0006mod0006:feature:,0000,0001,0002,0093,00C0".into());
+        assert_eq!(db.resolve("crc32c"), ["crc32c_generic"], "no SSE4.2 (0094): no crc32c_intel");
+        assert_eq!(db.resolve("crc32c_intel"), ["crc32c_intel"], "by name it is still tried");
+        db.cpu = Some("cpu:type:x86,ven0000fam0006mod003F:feature:,0000,0093,0094,00C0".into());
+        assert_eq!(db.resolve("crc32c"), ["crc32c_generic", "crc32c_intel"]);
+    }
+
+    #[test]
+    fn async_loads_and_deferred_drivers() {
+        let mut l = loader(Fake::default());
+        let mut deferred = Vec::new();
+        let pci = "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00";
+        assert!(l.load_alias_deferring(pci, &["virtio_pci"], &mut deferred).is_empty());
+        assert!(l.load_alias_deferring(pci, &["virtio_pci"], &mut deferred).is_empty());
+        assert_eq!(deferred, ["virtio_pci"], "deferred once, not loaded");
+        assert!(l.kmod.calls.is_empty());
+        l.load("failover").unwrap();
+        assert_eq!(l.kmod.calls.last().unwrap(), &("failover".to_string(), String::new()));
+        l.params.insert("virtio_pci".into(), "force_legacy=1".into());
+        assert_eq!(l.start_async("virtio_pci").unwrap().last().unwrap(), "virtio_pci");
+        assert_eq!(
+            l.kmod.calls.last().unwrap(),
+            &("virtio_pci".to_string(), "force_legacy=1 async_probe=1".to_string())
+        );
+        assert_eq!(l.kmod.calls[1].1, "async_probe=1", "its dependencies too");
+        l.load("ip_vs").unwrap();
+        assert!(l.kmod.calls.iter().skip(1).all(|(_, p)| p.ends_with("async_probe=1")), "and every later load");
+    }
+
+    #[test]
+    fn modaliases_of_new_devices_only() {
+        let root = std::env::temp_dir().join(format!("init-modalias-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let dev = |bus: &str, d: &str, alias: Option<&str>| {
+            let p = root.join("bus").join(bus).join("devices").join(d);
+            std::fs::create_dir_all(&p).unwrap();
+            if let Some(a) = alias {
+                std::fs::write(p.join("modalias"), format!("{a}\n")).unwrap();
+            }
+        };
+        dev("pci", "0000:00:01.0", Some("pci:v00001AF4d00001000"));
+        dev("pci", "0000:00:02.0", Some("pci:v00001AF4d00001000"));
+        dev("cpu", "cpu0", None);
+        let mut seen = HashSet::new();
+        assert_eq!(read_new_modaliases(&root, &mut seen), ["pci:v00001AF4d00001000"]);
+        assert!(read_new_modaliases(&root, &mut seen).is_empty(), "nothing new");
+        dev("virtio", "virtio0", Some("virtio:d00000001v00001AF4"));
+        assert_eq!(read_new_modaliases(&root, &mut seen), ["virtio:d00000001v00001AF4"]);
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[test]

@@ -136,6 +136,11 @@ pub fn set_debug(on: bool) {
     lock().debug = on;
 }
 
+/// Whether debug logging is on (to skip measuring what only debug logs).
+pub fn debug_on() -> bool {
+    lock().debug
+}
+
 /// Logs one line.
 pub fn log(level: Level, msg: &str) {
     let mut l = lock();
@@ -168,20 +173,51 @@ pub fn log_nonblocking(level: Level, msg: &str) {
     let _ = std::io::stderr().write_all(format!("init: {msg}\n").as_bytes());
 }
 
-/// Boot milestones (name, ms since boot), in the order they happened.
-static MILESTONES: Mutex<Vec<(&'static str, u64)>> = Mutex::new(Vec::new());
+/// Boot milestones (name, ms since boot, ms the CPUs had been idle then),
+/// in the order they happened.
+static MILESTONES: Mutex<Vec<(&'static str, u64, Option<u64>)>> = Mutex::new(Vec::new());
+
+/// The CPUs' idle time since boot in ms (/proc/uptime's second field; the
+/// sum over CPUs), None before /proc is mounted.
+pub fn idle_ms() -> Option<u64> {
+    let t = std::fs::read_to_string("/proc/uptime").ok()?;
+    let s: f64 = t.split_whitespace().nth(1)?.parse().ok()?;
+    Some((s * 1000.0) as u64)
+}
 
 /// Records that boot reached `what` now (kept for the one-line summary
 /// [`milestones_line`] logs when lbd is ready).
 pub fn milestone(what: &'static str) {
+    let idle = idle_ms();
     if let Ok(mut m) = MILESTONES.lock() {
-        m.push((what, now_ms()));
+        m.push((what, now_ms(), idle));
+    }
+}
+
+/// Fills in the idle time of milestones recorded before /proc was mounted
+/// (`init`: the kernel's own idle time before it ran /init).
+pub fn milestone_idle_now() {
+    let idle = idle_ms();
+    if let Ok(mut m) = MILESTONES.lock() {
+        for e in m.iter_mut().filter(|e| e.2.is_none()) {
+            e.2 = idle;
+        }
     }
 }
 
 /// `boot: init 4.34 s, modules 6.61 s, ...` for the milestones so far.
 pub fn milestones_line() -> String {
-    format_milestones(&MILESTONES.lock().map(|m| m.clone()).unwrap_or_default())
+    let m = MILESTONES.lock().map(|m| m.clone()).unwrap_or_default();
+    format_milestones(&m.iter().map(|(w, t, _)| (*w, *t)).collect::<Vec<_>>())
+}
+
+/// `boot idle: init 0.21 s, coldplug 0.40 s, ...`: how long the CPUs had
+/// sat idle by each milestone, which says whether a phase computes or waits.
+pub fn idle_line() -> String {
+    let m = MILESTONES.lock().map(|m| m.clone()).unwrap_or_default();
+    let parts: Vec<String> =
+        m.iter().filter_map(|(w, _, i)| i.map(|i| format!("{w} {}.{:02} s", i / 1000, i % 1000 / 10))).collect();
+    format!("boot idle: {} (CPU idle since kernel start)", parts.join(", "))
 }
 
 /// The summary line of [`milestones_line`] (pure).

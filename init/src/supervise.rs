@@ -5,7 +5,7 @@
 
 use std::fs::OpenOptions;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -13,6 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use lbd::initctl::{ChildInfo, ChildState};
+use lbd::paths;
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -92,6 +93,9 @@ pub struct Spec {
     pub tty: Option<String>,
     /// Environment (the rest is cleared).
     pub env: Vec<(String, String)>,
+    /// Pass a readiness pipe: its write end's number in
+    /// [`paths::READY_FD_ENV`], its read end in [`Started::ready`].
+    pub notify: bool,
 }
 
 /// `TERM` for a tty: `linux` on VTs, `vt220` on serial lines.
@@ -113,6 +117,7 @@ impl Spec {
             args: vec!["run".into()],
             tty: None,
             env: Spec::base_env(),
+            notify: true,
         }
     }
     /// `/bin/console --tty NAME --size COLSxROWS` on `tty`.
@@ -126,6 +131,7 @@ impl Spec {
             args: vec!["--tty".into(), tty.into(), "--size".into(), size.into()],
             tty: Some(tty.into()),
             env,
+            notify: false,
         }
     }
     /// A login-ish root `/bin/sh` on `tty` (argv[0] `-sh`).
@@ -140,6 +146,7 @@ impl Spec {
             args: vec![],
             tty: Some(tty.into()),
             env,
+            notify: false,
         }
     }
 }
@@ -354,6 +361,8 @@ pub struct Started {
     pub pid: i32,
     /// stdout+stderr of a child without a tty.
     pub output: Option<OwnedFd>,
+    /// The readiness pipe's read end (non-blocking), with [`Spec::notify`].
+    pub ready: Option<OwnedFd>,
 }
 
 fn open_tty(tty: &str) -> io::Result<std::fs::File> {
@@ -393,9 +402,21 @@ pub fn spawn(spec: &Spec) -> io::Result<Started> {
             output = Some(r);
         }
     }
+    // Both ends close-on-exec in init; the child's copy of the write end
+    // loses the flag just before its exec, so nothing else inherits it.
+    let mut ready = None;
+    let mut ready_w = None;
+    if spec.notify {
+        let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+        rustix::fs::fcntl_setfl(&r, rustix::fs::OFlags::NONBLOCK)?;
+        cmd.env(paths::READY_FD_ENV, w.as_raw_fd().to_string());
+        ready = Some(r);
+        ready_w = Some(w);
+    }
+    let ready_fd = ready_w.as_ref().map(|w| w.as_raw_fd());
     #[allow(unsafe_code)]
     // SAFETY: the closure runs in the forked child before exec and only makes
-    // async-signal-safe system calls (sigprocmask, setsid, ioctl); it
+    // async-signal-safe system calls (sigprocmask, setsid, ioctl, fcntl); it
     // allocates nothing and touches no locks.
     unsafe {
         cmd.pre_exec(move || {
@@ -405,11 +426,18 @@ pub fn spawn(spec: &Spec) -> io::Result<Started> {
             if with_tty {
                 rustix::process::ioctl_tiocsctty(std::io::stdin().as_fd())?;
             }
+            if let Some(fd) = ready_fd
+                && libc::fcntl(fd, libc::F_SETFD, 0) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
             Ok(())
         });
     }
     let child = cmd.spawn()?;
-    Ok(Started { pid: child.id() as i32, output })
+    // init's copy of the write end goes now: EOF then means the child is gone.
+    drop(ready_w);
+    Ok(Started { pid: child.id() as i32, output, ready })
 }
 
 #[cfg(test)]
@@ -521,9 +549,10 @@ mod tests {
             name: "victim".into(),
             program: "/bin/sh".into(),
             arg0: None,
-            args: vec!["-c".into(), "echo hello; kill -9 $$".into()],
+            args: vec!["-c".into(), format!("echo hello; echo ready >&${}; kill -9 $$", paths::READY_FD_ENV)],
             tty: None,
             env: vec![],
+            notify: true,
         };
         let s = spawn(&spec).expect("spawn /bin/sh");
         let other = Command::new("/bin/sh").args(["-c", "exit 3"]).spawn().unwrap().id() as i32;
@@ -547,5 +576,8 @@ mod tests {
         let mut buf = [0u8; 64];
         let n = rustix::io::read(s.output.as_ref().unwrap(), &mut buf).unwrap();
         assert_eq!(&buf[..n], b"hello\n");
+        // And its readiness line to the readiness pipe.
+        let n = rustix::io::read(s.ready.as_ref().unwrap(), &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"ready\n");
     }
 }

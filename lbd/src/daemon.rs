@@ -1285,6 +1285,18 @@ fn read_conns(path: &std::path::Path, limit: usize) -> Result<Vec<ipvsadm::Conn>
 
 /// Runs the daemon until SIGTERM/SIGINT. Never flushes IPVS.
 pub async fn run(opts: Options, kernel: Box<dyn Kernel>, ring: LogRing) -> anyhow::Result<()> {
+    run_notify(opts, kernel, ring, None).await
+}
+
+/// [`run`], and once the control socket is bound, one line (`ready`) to
+/// `ready`, which is then closed: init's readiness pipe
+/// ([`crate::paths::READY_FD_ENV`]).
+pub async fn run_notify(
+    opts: Options,
+    kernel: Box<dyn Kernel>,
+    ring: LogRing,
+    ready: Option<std::fs::File>,
+) -> anyhow::Result<()> {
     let sock = opts.socket.clone();
     let interval = opts.interval;
     let d = Daemon::new(opts, kernel, ring);
@@ -1301,6 +1313,11 @@ pub async fn run(opts: Options, kernel: Box<dyn Kernel>, ring: LogRing) -> anyho
         std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))?;
     }
     info!("control socket {} ready", sock.display());
+    if let Some(mut f) = ready {
+        // Connections from now on wait in the listener's backlog until the
+        // loop below accepts them.
+        let _ = std::io::Write::write_all(&mut f, b"ready\n");
+    }
 
     let rec = d.clone();
     tokio::spawn(async move {

@@ -354,7 +354,7 @@ fn run(args: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(lbd::daemon::run(opts, kernel, ring)) {
+    match rt.block_on(lbd::daemon::run_notify(opts, kernel, ring, ready_pipe())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("lbd: {e:#}");
@@ -374,6 +374,31 @@ fn run(args: &[String]) -> ExitCode {
 /// only the main arena's top (it just madvises free chunks inside the others).
 /// Fixed thresholds keep blocks of 128 KiB and more in their own mappings,
 /// unmapped when freed, and let `free` shrink every arena's top.
+/// The pipe init passed in [`paths::READY_FD_ENV`] to hear when the control
+/// socket is up; None without the variable or when the descriptor is not an
+/// open pipe. Called once, before the runtime starts any thread.
+fn ready_pipe() -> Option<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    let fd: i32 = std::env::var(paths::READY_FD_ENV).ok()?.trim().parse().ok()?;
+    if fd <= 2 {
+        return None;
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: fstat only fills `st`; from_raw_fd takes a descriptor that is
+    // open (fstat succeeded), a pipe, and that init handed down for this use
+    // alone: nothing else in lbd knows or owns it, and this runs once.
+    let f = unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstat(fd, &mut st) != 0 || st.st_mode & libc::S_IFMT != libc::S_IFIFO {
+            return None;
+        }
+        std::fs::File::from_raw_fd(fd)
+    };
+    // Not inherited by anything lbd runs.
+    let _ = nix::fcntl::fcntl(&f, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+    Some(f)
+}
+
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[allow(unsafe_code)]

@@ -17,6 +17,10 @@ pub const CONFIG_HISTORY_KEEP: usize = 10;
 pub const CONFIG_PARTLABEL: &str = "lvsbox-config";
 /// What init prints once lbd answers on its control socket.
 pub const READY_LINE: &str = "lbd ready";
+/// The environment variable in which init passes `lbd run` the write end of
+/// a pipe (its descriptor number): lbd writes one line to it and closes it
+/// once its control socket is bound, so init need not poll with pings.
+pub const READY_FD_ENV: &str = "LBD_READY_FD";
 /// Starts the NOTICE line init logs once the modules it left for after
 /// `lbd ready` are loaded (`modules after ready: N loaded in M ms, F failed`).
 pub const LATE_MODULES_LINE: &str = "modules after ready";
