@@ -363,17 +363,6 @@ fn run(args: &[String]) -> ExitCode {
     }
 }
 
-/// glibc gives each thread its own malloc arena; lbd's threads (control,
-/// kernel reader, VRRP, runtime) would each keep the high-water mark of what
-/// they once allocated. Two arenas keep a 10,000-service box's memory small.
-///
-/// The thresholds are fixed at glibc's initial values because glibc raises
-/// them as large blocks are freed (up to 32 MiB mmap, 64 MiB trim): after the
-/// TOML parser's multi-MiB buffers, big blocks came from the arenas and the
-/// free top of the second arena stayed resident, and `malloc_trim` trims
-/// only the main arena's top (it just madvises free chunks inside the others).
-/// Fixed thresholds keep blocks of 128 KiB and more in their own mappings,
-/// unmapped when freed, and let `free` shrink every arena's top.
 /// The pipe init passed in [`paths::READY_FD_ENV`] to hear when the control
 /// socket is up; None without the variable or when the descriptor is not an
 /// open pipe. Called once, before the runtime starts any thread.
@@ -399,6 +388,17 @@ fn ready_pipe() -> Option<std::fs::File> {
     Some(f)
 }
 
+/// glibc gives each thread its own malloc arena; lbd's threads (control,
+/// kernel reader, VRRP, runtime) would each keep the high-water mark of what
+/// they once allocated. Two arenas keep a 10,000-service box's memory small.
+///
+/// The thresholds are fixed at glibc's initial values because glibc raises
+/// them as large blocks are freed (up to 32 MiB mmap, 64 MiB trim): after the
+/// TOML parser's multi-MiB buffers, big blocks came from the arenas and the
+/// free top of the second arena stayed resident, and `malloc_trim` trims
+/// only the main arena's top (it just madvises free chunks inside the others).
+/// Fixed thresholds keep blocks of 128 KiB and more in their own mappings,
+/// unmapped when freed, and let `free` shrink every arena's top.
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[allow(unsafe_code)]

@@ -92,13 +92,7 @@ static ALLOC: Tagged = Tagged;
 
 fn config(n: usize) -> String {
     let mut s = String::from("[ipvs]\ndrain_timeout = 0\n");
-    for i in 0..n {
-        let (a, b) = (i / 250, i % 250 + 1);
-        s.push_str(&format!("\n[[services]]\naddress = \"172.16.{a}.{b}:80\"\nscheduler = \"wrr\"\n"));
-        for r in 0..4 {
-            s.push_str(&format!("[[services.reals]]\naddress = \"10.77.{}.{b}\"\n", r + 1));
-        }
-    }
+    s.push_str(&lbd::config::scale_services(n, 1));
     s
 }
 

@@ -114,14 +114,7 @@ impl Kernel for Null {
 fn config(n: usize, w: u32) -> String {
     let mut s =
         String::from("[[interfaces]]\nname = \"eth0\"\naddresses = [\"10.77.0.2/16\"]\n[ipvs]\ndrain_timeout = 0\n");
-    for i in 0..n {
-        let (a, b) = (i / 250, i % 250 + 1);
-        s.push_str(&format!("\n[[services]]\naddress = \"172.16.{a}.{b}:80\"\nscheduler = \"wrr\"\n"));
-        for r in 0..4 {
-            let weight = if i == 0 && r == 0 { w } else { 1 };
-            s.push_str(&format!("[[services.reals]]\naddress = \"10.77.{}.{b}\"\nweight = {weight}\n", r + 1));
-        }
-    }
+    s.push_str(&lbd::config::scale_services(n, w));
     s
 }
 

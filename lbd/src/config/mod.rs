@@ -456,5 +456,25 @@ impl Config {
     }
 }
 
+/// The services of the 10,000-service benchmark (`lvsbox-bench ipvs`) and
+/// of the memory tests, as TOML: service `i` is `172.16.(i/250).(i%250+1):80`
+/// (wrr) with 4 DR reals `10.77.1-4.(i%250+1)`, weight 1 except the first
+/// real of the first service, `first_weight`. Services only: callers put the
+/// interfaces and `[ipvs]` they need in front.
+#[doc(hidden)]
+pub fn scale_services(n: usize, first_weight: u32) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(n * 280);
+    for i in 0..n {
+        let (a, b) = (i / 250, i % 250 + 1);
+        let _ = write!(s, "\n[[services]]\naddress = \"172.16.{a}.{b}:80\"\nscheduler = \"wrr\"\n");
+        for r in 0..4 {
+            let weight = if i == 0 && r == 0 { first_weight } else { 1 };
+            let _ = write!(s, "[[services.reals]]\naddress = \"10.77.{}.{b}\"\nweight = {weight}\n", r + 1);
+        }
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests;
