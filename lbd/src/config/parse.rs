@@ -4,7 +4,8 @@
 //! hand (so every unknown key, missing field and bad value is reported, not
 //! just the first), and each leaf value is decoded with serde from its own
 //! span, so its error points at the exact line. Semantic checks then run on
-//! the typed model and locate their errors through the recorded spans.
+//! the typed model; an error's location is found when the error is made, by
+//! walking the tree along its field path ([`Cx::locate`]).
 
 use std::ops::Range;
 use std::path::Path;
