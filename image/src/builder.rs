@@ -234,6 +234,29 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
     );
 
     let bins = static_binaries(opts)?;
+    // What the UKI boots: the bzImage, or (when the vmlinux is at hand) the
+    // same kernel behind lvsbox's loader, without the xz decompressor.
+    let uki_kernel = if vmlinux.is_file() {
+        let p = opts.out.join("vmlinuz.efiboot");
+        let t = Instant::now();
+        let loader = efiboot_loader(opts)?;
+        let linux = crate::efiboot::make_linux(&std::fs::read(&kernel)?, &std::fs::read(&vmlinux)?, &loader)?;
+        std::fs::write(&p, &linux)?;
+        let (pages, stored, _, _) = crate::efiboot::describe(&linux)?;
+        say(
+            opts,
+            &format!(
+                "kernel: UKI kernel {} ({stored} of {pages} pages stored, loader {} bytes) in {:.1}s",
+                human(linux.len() as u64),
+                loader.len(),
+                t.elapsed().as_secs_f64()
+            ),
+        );
+        p
+    } else {
+        let _ = std::fs::remove_file(opts.out.join("vmlinuz.efiboot"));
+        kernel.clone()
+    };
 
     let kernel_sha = sha256_file(&kernel)?;
     let mut files =
@@ -243,7 +266,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
             opts,
             flavour,
             &pins,
-            &kernel,
+            &uki_kernel,
             &kernel_sha,
             &moddir,
             &closure,
@@ -329,6 +352,19 @@ pub fn static_binaries(opts: &BuildOptions) -> Result<Binaries> {
         ensure!(elf.interpreter()?.is_none(), "{} is dynamically linked; the initramfs has no libc", p.display());
     }
     Ok(bins)
+}
+
+/// The loader of the UKI's kernel (image/efiboot): built with cargo, or
+/// with `--no-cargo` taken from the last build in the static target dir.
+fn efiboot_loader(opts: &BuildOptions) -> Result<Vec<u8>> {
+    let dir = opts.static_target.join("efiboot");
+    if opts.build_binaries {
+        return crate::efiboot::build_loader(&workspace_root(), &dir, opts.epoch);
+    }
+    let elf = dir.join(RUST_TARGET).join("release/efiboot");
+    let bytes =
+        std::fs::read(&elf).with_context(|| format!("{} missing (build without --no-cargo first)", elf.display()))?;
+    crate::efiboot::flatten_loader(&bytes)
 }
 
 /// `/etc/lvsbox-release` (os-release format; also the UKI's `.osrel`).
@@ -601,7 +637,7 @@ pub fn compress(c: Compression, input: &Path, output: &Path) -> Result<()> {
 
 /// Artefact file names that SHA256SUMS covers (those that exist).
 pub fn artefact_names(out: &Path) -> Vec<String> {
-    let mut names = vec!["vmlinuz".to_string(), "vmlinux".to_string()];
+    let mut names = vec!["vmlinuz".to_string(), "vmlinux".to_string(), "vmlinuz.efiboot".to_string()];
     for f in Flavour::ALL {
         for ext in ["cpio.lz4", "cpio.zst", "cpio.xz", "cmdline", "release", "efi", "img", "qcow2"] {
             names.push(format!("{}.{ext}", f.stem()));

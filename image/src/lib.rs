@@ -20,6 +20,7 @@ pub mod builder;
 pub mod bzimage;
 pub mod cpio;
 pub mod debian;
+pub mod efiboot;
 pub mod elf;
 pub mod fsimg;
 pub mod gpt;
