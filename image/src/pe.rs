@@ -63,15 +63,19 @@ impl PeInfo {
         end.next_multiple_of(self.section_alignment)
     }
 
-    /// Places payload sections (name, size) one after another. Returns
-    /// (name, VMA = ImageBase + RVA) as `objcopy --change-section-vma` wants.
+    /// Places payload sections (name, size) one after another, each on a
+    /// 4 KiB page (or the stub's `SectionAlignment` if larger): systemd-stub
+    /// hands the kernel the `.initrd` in place, and the kernel frees it page
+    /// by page (an unaligned initrd makes it warn in `free_init_pages`).
+    /// Returns (name, VMA = ImageBase + RVA) as `objcopy --change-section-vma` wants.
     pub fn place(&self, payloads: &[(&str, u64)]) -> Vec<(String, u64)> {
-        let mut rva = self.end_of_image();
+        let align = self.section_alignment.max(4096);
+        let mut rva = self.end_of_image().next_multiple_of(align);
         payloads
             .iter()
             .map(|(name, size)| {
                 let at = rva;
-                rva = (rva + size.max(&1)).next_multiple_of(self.section_alignment);
+                rva = (rva + size.max(&1)).next_multiple_of(align);
                 (name.to_string(), self.image_base + at)
             })
             .collect()
@@ -143,10 +147,11 @@ mod tests {
         assert_eq!(pe.sections.len(), 3);
         assert_eq!(pe.end_of_image(), 0x19200);
         let placed = pe.place(&[(".osrel", 0x150), (".cmdline", 0x200), (".linux", 0x7a_b123), (".initrd", 10)]);
-        assert_eq!(placed[0], (".osrel".to_string(), 0x19200));
-        assert_eq!(placed[1], (".cmdline".to_string(), 0x19400));
-        assert_eq!(placed[2], (".linux".to_string(), 0x19600));
-        assert_eq!(placed[3], (".initrd".to_string(), (0x19600 + 0x7a_b123u64).next_multiple_of(0x200)));
+        // Each payload on its own 4 KiB page, though the stub aligns to 512.
+        assert_eq!(placed[0], (".osrel".to_string(), 0x1a000));
+        assert_eq!(placed[1], (".cmdline".to_string(), 0x1b000));
+        assert_eq!(placed[2], (".linux".to_string(), 0x1c000));
+        assert_eq!(placed[3], (".initrd".to_string(), (0x1c000 + 0x7a_b123u64).next_multiple_of(0x1000)));
     }
 
     #[test]
