@@ -214,7 +214,7 @@ impl Guest {
             Serial::File(serial_log.clone())
         };
         q = q.memory(spec.memory).serial(ttys0).qmp(&qmp_sock).no_reboot(!spec.allow_reboot);
-        let shell_sock = (spec.flavour == Flavour::Debug && !spec.uefi).then(|| dir.join("ttyS1.sock"));
+        let shell_sock = (spec.flavour == Flavour::Debug).then(|| dir.join("ttyS1.sock"));
         if let Some(s) = &shell_sock {
             q = q.serial(Serial::Unix(s.clone()));
         }
@@ -292,7 +292,7 @@ impl Guest {
     /// [`Guest::sh`] with a bound.
     pub fn sh_timeout(&mut self, cmd: &str, timeout: Duration) -> Result<(i32, String)> {
         if self.shell.is_none() {
-            let sock = self.shell_sock.clone().context("this guest has no debug shell (production or UEFI boot)")?;
+            let sock = self.shell_sock.clone().context("this guest has no debug shell (production flavour)")?;
             self.shell = Some(Shell::connect(&sock, Duration::from_secs(30))?);
         }
         let shell = self.shell.as_mut().context("no shell")?;

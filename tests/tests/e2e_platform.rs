@@ -192,3 +192,26 @@ fn production_disk_boots_under_ovmf() -> Result<()> {
     g.wait_exit(Duration::from_secs(60))?;
     Ok(())
 }
+
+/// The debug disk under OVMF: the UKI's kernel starts through lvsbox's
+/// loader (image/efiboot), runs as an EFI boot (the loader hands over the
+/// system table, memory map and ACPI root), and logs no kernel warning.
+#[test]
+fn uefi_boot_goes_through_the_loader_as_an_efi_boot() -> Result<()> {
+    let mut lab = Lab::new()?;
+    let mut spec = GuestSpec::debug("uefi-loader");
+    spec.append.clear(); // the UKI's command line is fixed
+    spec.uefi = true;
+    let mut g = up(&mut lab, spec)?;
+    let serial = g.serial();
+    assert!(serial.contains("lvsbox efiboot: kernel at 0x"), "{serial}");
+    g.sh_ok("test -e /sys/firmware/efi/systab")?;
+    let cmdline = g.sh_ok("cat /proc/cmdline")?;
+    assert!(cmdline.contains("lvsbox.shell=ttyS1"), "{cmdline}");
+    let dmesg = g.sh_ok("dmesg")?;
+    for want in ["efi: EFI v", "ACPI: RSDP", "DMI: QEMU", "Freeing initrd memory"] {
+        assert!(dmesg.contains(want), "no {want:?} in dmesg:\n{dmesg}");
+    }
+    assert!(!dmesg.contains("cut here"), "kernel warning:\n{dmesg}");
+    Ok(())
+}
