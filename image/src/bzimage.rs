@@ -9,9 +9,10 @@
 //! ELF `vmlinux`, which has a PVH entry point (Xen's
 //! `XEN_ELFNOTE_PHYS32_ENTRY` note, `CONFIG_PVH=y`): QEMU's `-kernel`
 //! boots such an ELF directly, skipping the decompressor. Same kernel, same
-//! bytes once decompressed; only the lab's direct boots use it (`image run`
-//! and the test harness, see [`crate::Artefacts::direct_kernel`]). The UKI
-//! and the disk images (what real boxes boot) keep the bzImage.
+//! bytes once decompressed. The lab's direct boots use it (`image run` and
+//! the test harness, see [`crate::Artefacts::direct_kernel`]), and so does
+//! the UKI (what real boxes boot), behind lvsbox's own loader instead of the
+//! decompressor (see [`crate::efiboot`]).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -47,6 +48,16 @@ fn u32_at(b: &[u8], off: usize) -> Result<u32> {
     Ok(u32::from_le_bytes(s.try_into()?))
 }
 
+/// Where a bzImage's protected-mode part starts: after its setup sectors
+/// and the boot sector (`setup_sects` 0 means 4, boot protocol).
+pub fn setup_len(bz: &[u8]) -> Result<usize> {
+    let setup_sects = match *bz.get(0x1f1).context("bzImage truncated")? {
+        0 => 4,
+        n => usize::from(n),
+    };
+    Ok((setup_sects + 1) * 512)
+}
+
 /// The compressed payload of a bzImage and its codec, from the boot
 /// protocol's setup header (`payload_offset`/`payload_length`, protocol
 /// 2.08+, relative to the protected-mode code after the setup sectors).
@@ -54,11 +65,7 @@ pub fn payload(bz: &[u8]) -> Result<(&[u8], Codec)> {
     ensure!(bz.get(0x202..0x206) == Some(b"HdrS"), "not a bzImage (no HdrS setup header)");
     let version = u16::from_le_bytes([bz[0x206], bz[0x207]]);
     ensure!(version >= 0x208, "boot protocol {version:#x} has no payload fields");
-    let setup_sects = match bz[0x1f1] {
-        0 => 4,
-        n => usize::from(n),
-    };
-    let pm = (setup_sects + 1) * 512;
+    let pm = setup_len(bz)?;
     let off = pm + usize::try_from(u32_at(bz, 0x248)?)?;
     let len = usize::try_from(u32_at(bz, 0x24c)?)?;
     let data = bz.get(off..off + len).context("payload outside the bzImage")?;

@@ -28,21 +28,12 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail, ensure};
 
-use crate::elf::Elf;
+use crate::bzimage::setup_len;
+use crate::elf::{Elf, u16_at, u32_at, u64_at};
 
 const PAGE: usize = 4096;
 const DESC_SIZE: usize = 512;
 const DESC_MAGIC: &[u8; 8] = b"LVSBOOT1";
-
-fn u16_at(b: &[u8], off: usize) -> Result<u16> {
-    Ok(u16::from_le_bytes(b.get(off..off + 2).context("truncated")?.try_into()?))
-}
-fn u32_at(b: &[u8], off: usize) -> Result<u32> {
-    Ok(u32::from_le_bytes(b.get(off..off + 4).context("truncated")?.try_into()?))
-}
-fn u64_at(b: &[u8], off: usize) -> Result<u64> {
-    Ok(u64::from_le_bytes(b.get(off..off + 8).context("truncated")?.try_into()?))
-}
 
 /// A `PT_LOAD` program header.
 #[derive(Clone, Copy, Debug)]
@@ -134,11 +125,7 @@ pub fn make_linux(bzimage: &[u8], vmlinux: &[u8], loader: &[u8]) -> Result<Vec<u
     let xlf = u16_at(bzimage, 0x236)?;
     ensure!(xlf & 0x9 == 0x9, "the kernel has no 64-bit entry or 64-bit EFI handover (xloadflags {xlf:#x})");
     let align = u64::from(u32_at(bzimage, 0x230)?);
-    let setup_sects = match bzimage[0x1f1] {
-        0 => 4,
-        n => usize::from(n),
-    };
-    let setup_len = (setup_sects + 1) * 512;
+    let setup_len = setup_len(bzimage)?;
     let mut out = bzimage.get(..setup_len).context("bzImage shorter than its setup")?.to_vec();
 
     // The PE header (Debian's kernel is also a PE image): image version 0.0
@@ -226,11 +213,7 @@ pub fn build_loader(root: &Path, target_dir: &Path, epoch: u64) -> Result<Vec<u8
 /// stored pages, entry offset, preferred address). For tests and `image
 /// inspect`-style checks.
 pub fn describe(linux: &[u8]) -> Result<(u64, u64, u64, u64)> {
-    let setup_sects = match linux.get(0x1f1).context("truncated")? {
-        0 => 4,
-        n => usize::from(*n),
-    };
-    let pm = (setup_sects + 1) * 512;
+    let pm = setup_len(linux)?;
     if linux.get(pm..pm + 8) != Some(DESC_MAGIC) {
         bail!("no lvsbox loader descriptor");
     }

@@ -10,17 +10,17 @@ const DT_NULL: u64 = 0;
 const DT_NEEDED: u64 = 1;
 const DT_STRTAB: u64 = 5;
 
-fn u16_at(b: &[u8], off: usize) -> Result<u16> {
+pub(crate) fn u16_at(b: &[u8], off: usize) -> Result<u16> {
     let s = b.get(off..off + 2).context("ELF truncated")?;
     Ok(u16::from_le_bytes([s[0], s[1]]))
 }
 
-fn u32_at(b: &[u8], off: usize) -> Result<u32> {
+pub(crate) fn u32_at(b: &[u8], off: usize) -> Result<u32> {
     let s = b.get(off..off + 4).context("ELF truncated")?;
     Ok(u32::from_le_bytes(s.try_into()?))
 }
 
-fn u64_at(b: &[u8], off: usize) -> Result<u64> {
+pub(crate) fn u64_at(b: &[u8], off: usize) -> Result<u64> {
     let s = b.get(off..off + 8).context("ELF truncated")?;
     Ok(u64::from_le_bytes(s.try_into()?))
 }
