@@ -258,7 +258,8 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         kernel.clone()
     };
 
-    let kernel_sha = sha256_file(&kernel)?;
+    // The build id hashes what the UKI boots: with the loader, a new loader is a new build.
+    let kernel_sha = sha256_file(&uki_kernel)?;
     let mut files =
         vec![Built { what: "kernel".into(), size: std::fs::metadata(&kernel)?.len(), path: kernel.clone() }];
     for &flavour in &opts.flavours {
